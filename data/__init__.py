@@ -1,0 +1,10 @@
+"""The lesson's students: the shipped CSV, loading with validation, standardisation."""
+
+from data.students import CLASSES, FEATURES, DataError, StudentTable, load_students, lesson_csv_path
+from data.scaling import Standardizer
+from data.synthetic import synthetic_students
+
+__all__ = [
+    "CLASSES", "FEATURES", "DataError", "StudentTable", "load_students", "lesson_csv_path",
+    "Standardizer", "synthetic_students",
+]

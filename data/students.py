@@ -1,0 +1,172 @@
+"""Load a students CSV, refusing bad input with one line that names file, row and column.
+
+Rows are counted as a spreadsheet shows them: the header is row 1, the first student row 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+FEATURES = ("hours_studied", "hours_slept", "previous_score")
+CLASSES = ("PASS", "FAIL")  # output 0 is PASS confidence, output 1 is FAIL confidence
+REQUIRED = ("name", *FEATURES, "label")
+OPTIONAL = ("split",)
+SPLITS = ("train", "heldout")
+# The lesson records every number of every step; past this a per-sample lesson stops being readable
+# and the log stops being small. Bigger data belongs to `nn-lesson bridge`.
+MAX_ROWS = 10_000
+LABELS = {"pass": 0, "fail": 1, "1": 0, "0": 1}  # 1/0 are accepted as PASS/FAIL
+RANGES = {"hours_studied": (0.0, 24.0), "hours_slept": (0.0, 24.0), "previous_score": (0.0, 100.0)}
+
+
+class DataError(ValueError):
+    """Bad student data; str() is the one line shown to the user."""
+
+    def __init__(self, path: str | Path, message: str, row: int | None = None, column: str | None = None):
+        where = str(path)
+        if row is not None:
+            where += f": row {row}"
+        if column is not None:
+            where += f", column '{column}'"
+        super().__init__(f"{where}: {message}")
+        self.path, self.row, self.column = str(path), row, column
+
+
+@dataclass(frozen=True)
+class StudentTable:
+    """Students as tensors. features: (N, 3) float32 raw values; labels: (N,) int64, 0 = PASS."""
+
+    names: tuple[str, ...]
+    features: torch.Tensor
+    labels: torch.Tensor
+    heldout: torch.Tensor  # (N,) bool: never trained on
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, mask: torch.Tensor) -> "StudentTable":
+        keep = mask.nonzero().flatten().tolist()
+        return StudentTable(
+            tuple(self.names[i] for i in keep), self.features[mask], self.labels[mask],
+            self.heldout[mask], self.source,
+        )
+
+    def training(self) -> "StudentTable":
+        return self.subset(~self.heldout)
+
+    def held_out(self) -> "StudentTable":
+        return self.subset(self.heldout)
+
+
+def lesson_csv_path() -> Path:
+    return Path(__file__).with_name("students.csv")
+
+
+def load_students(path: str | Path | None = None) -> StudentTable:
+    """Read and validate a students CSV (the lesson's own when path is None)."""
+    path = Path(path) if path is not None else lesson_csv_path()
+    text = _read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None or not any(cell.strip() for cell in header):
+        raise DataError(path, "the file is empty; expected a header row " + ",".join(REQUIRED))
+    header = [cell.strip() for cell in header]
+    columns = _check_header(path, header)
+
+    names, rows, labels, heldout = [], [], [], []
+    for record in reader:
+        row = reader.line_num
+        if not any(cell.strip() for cell in record):
+            continue  # blank lines are layout, not students
+        if len(names) >= MAX_ROWS:
+            raise DataError(path, f"more than {MAX_ROWS} students; the lesson records every step of every "
+                            "student, so it stops here (use `nn-lesson bridge` for a big data set)", row)
+        if len(record) != len(header):
+            raise DataError(path, f"has {len(record)} cells, the header has {len(header)}", row)
+        cells = {name: record[i].strip() for name, i in columns.items()}
+        for name, value in cells.items():
+            if value == "" and name != "split":
+                raise DataError(path, "empty cell", row, name)
+        names.append(cells["name"])
+        rows.append([_number(path, row, name, cells[name]) for name in FEATURES])
+        labels.append(_label(path, row, cells["label"]))
+        heldout.append(_split(path, row, cells.get("split", "")))
+
+    if not names:
+        raise DataError(path, "has a header but no students")
+    if all(heldout):
+        raise DataError(path, "every student is held out; at least one must have split 'train'")
+    return StudentTable(
+        tuple(names), torch.tensor(rows, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64),
+        torch.tensor(heldout, dtype=torch.bool), str(path),
+    )
+
+
+def _read_text(path: Path) -> str:
+    if not path.exists():
+        raise DataError(path, "no such file")
+    if path.is_dir():
+        raise DataError(path, "is a directory, expected a CSV file")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(path, f"cannot be read ({err.strerror})") from None
+    if b"\x00" in raw:
+        row = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise DataError(path, "is a binary file (it holds NUL bytes), expected a text CSV", row)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        row = raw[: err.start].count(b"\n") + 1
+        raise DataError(path, f"is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+                        "save it as UTF-8 CSV", row) from None
+
+
+def _check_header(path: Path, header: list[str]) -> dict[str, int]:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name in seen:
+            raise DataError(path, "duplicate column in the header", 1, name)
+        if name not in REQUIRED + OPTIONAL:
+            raise DataError(path, "unknown column; expected " + ",".join(REQUIRED) + " and optionally split",
+                            1, name)
+        seen[name] = i
+    for name in REQUIRED:
+        if name not in seen:
+            raise DataError(path, "missing column in the header", 1, name)
+    return seen
+
+
+def _number(path: Path, row: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(path, f"'{text}' is not a number", row, column) from None
+    if not math.isfinite(value):
+        raise DataError(path, f"'{text}' is not a finite number", row, column)
+    low, high = RANGES[column]
+    if not low <= value <= high:
+        unit = "hours" if column.startswith("hours") else "a score in %"
+        raise DataError(path, f"{text} is outside {low:g}..{high:g} ({unit})", row, column)
+    return value
+
+
+def _label(path: Path, row: int, text: str) -> int:
+    try:
+        return LABELS[text.lower()]
+    except KeyError:
+        raise DataError(path, f"unknown label '{text}'; expected PASS or FAIL (or 1/0)", row, "label") from None
+
+
+def _split(path: Path, row: int, text: str) -> bool:
+    text = text.lower() or "train"
+    if text not in SPLITS:
+        raise DataError(path, f"unknown split '{text}'; expected train or heldout", row, "split")
+    return text == "heldout"

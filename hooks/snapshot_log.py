@@ -1,0 +1,244 @@
+"""SnapshotLog: what a Recorder captured, one column per field, readable one step at a time.
+
+    log[4].activations["hidden"]      # a Snapshot: one step's numbers, by module/parameter name
+    log.loss                          # (steps,) one field over all steps
+    log.param("hidden.weight", "update")   # (steps, 4, 3)
+
+Column names: "inputs", "targets", "outputs", "loss", "epoch", "batch_size", "samples", "lr",
+"act:<module>", "act_grad:<module>", "param_before" / "param_grad" / "param_after" (every recorded
+parameter flattened into one row, in `params` order), and for the statistics policy
+"stats:<tensor name>" rows of [mean, std, norm, min, max, histogram counts...].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from hooks.columns import Column
+from hooks.snapshot_file import read_snapshot_file, write_snapshot_file
+
+STAT_NAMES = ("mean", "std", "norm", "min", "max")
+
+
+@dataclass(frozen=True)
+class ParamSlot:
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One step. Batch fields are cut to the step's own batch size."""
+
+    step: int
+    epoch: int
+    samples: torch.Tensor | None
+    inputs: torch.Tensor | None
+    targets: torch.Tensor | None
+    outputs: torch.Tensor | None
+    loss: float | None
+    lr: float | None
+    activations: dict[str, torch.Tensor] = field(default_factory=dict)
+    act_grads: dict[str, torch.Tensor] = field(default_factory=dict)
+    before: dict[str, torch.Tensor] = field(default_factory=dict)
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)
+    after: dict[str, torch.Tensor] = field(default_factory=dict)
+    update: dict[str, torch.Tensor] = field(default_factory=dict)
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class SnapshotLog:
+    def __init__(self, params: list[ParamSlot] | None = None, layers: list[str] | None = None,
+                 meta: dict[str, Any] | None = None, stat_bins: int = 0):
+        self.params = list(params or [])
+        self.layers = list(layers or [])
+        self.meta = dict(meta or {})
+        self.stat_bins = stat_bins
+        self.columns: dict[str, Column] = {}
+        self.steps = 0        # committed steps
+        self.step_index: torch.Tensor | None = None  # training step of each row when not every step is kept
+        self.extras: dict[str, torch.Tensor] = {}  # tensors not per step (evaluations, data), saved as "extra:<name>"
+
+    # ---- writing (used by the Recorder) ----
+    def column(self, name: str, like: torch.Tensor, row_shape: tuple[int, ...] | None = None) -> Column:
+        col = self.columns.get(name)
+        if col is None:
+            col = self.columns[name] = Column(tuple(like.shape) if row_shape is None else row_shape, like.dtype)
+        return col
+
+    # ---- reading ----
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[Snapshot]:
+        return (self[i] for i in range(self.steps))
+
+    def has(self, name: str) -> bool:
+        return name in self.columns
+
+    def values(self, name: str) -> torch.Tensor:
+        """A column over all committed rows: (rows, *row_shape)."""
+        if name not in self.columns:
+            raise KeyError(f"no column {name!r}; this log has {', '.join(self.columns) or 'none'}")
+        return self.columns[name].values(self.steps)
+
+    @property
+    def step(self) -> torch.Tensor:
+        return self.step_index[: self.steps] if self.step_index is not None else torch.arange(self.steps)
+
+    @property
+    def loss(self) -> torch.Tensor:
+        return self.values("loss")
+
+    @property
+    def epoch(self) -> torch.Tensor:
+        return self.values("epoch")
+
+    @property
+    def samples(self) -> torch.Tensor:
+        return self.values("samples")
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        return self.values("inputs")
+
+    @property
+    def targets(self) -> torch.Tensor:
+        return self.values("targets")
+
+    @property
+    def outputs(self) -> torch.Tensor:
+        return self.values("outputs")
+
+    @property
+    def batch_size(self) -> torch.Tensor:
+        return self.values("batch_size")
+
+    @property
+    def param_names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def slot(self, name: str) -> ParamSlot:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(f"no parameter {name!r}; recorded: {', '.join(self.param_names)}")
+
+    def activation(self, name: str) -> torch.Tensor:
+        return self.values(f"act:{name}")
+
+    def activation_grad(self, name: str) -> torch.Tensor:
+        return self.values(f"act_grad:{name}")
+
+    def param(self, name: str, which: str = "after") -> torch.Tensor:
+        """(rows, *shape) of one parameter: which is before | grad | after | update (after - before)."""
+        p = self.slot(name)
+        if which == "update":
+            return self.param(name, "after") - self.param(name, "before")
+        if which not in ("before", "grad", "after"):
+            raise ValueError(f"which must be before, grad, after or update, not {which!r}")
+        flat = self.values(f"param_{which}")
+        return flat[:, p.offset: p.offset + p.numel].reshape(-1, *p.shape)
+
+    def stat(self, name: str, stat: str) -> torch.Tensor:
+        """A statistic over steps for the statistics policy: stat in mean|std|norm|min|max|hist."""
+        values = self.values(f"stats:{name}")
+        if stat == "hist":
+            return values[:, len(STAT_NAMES):]
+        return values[:, STAT_NAMES.index(stat)]
+
+    def __getitem__(self, i: int) -> Snapshot:
+        if not -self.steps <= i < self.steps:
+            raise IndexError(f"step {i} out of range; this log has {self.steps} steps")
+        i %= self.steps
+        row = {name: col.values(self.steps)[i] for name, col in self.columns.items()}
+        b = int(row["batch_size"]) if "batch_size" in row else None
+
+        def cut(name: str) -> torch.Tensor | None:
+            v = row.get(name)
+            return v[:b] if v is not None and b is not None and v.dim() > 0 else v
+
+        def params(which: str) -> dict[str, torch.Tensor]:
+            flat = row.get(f"param_{which}")
+            if flat is None:
+                return {}
+            return {p.name: flat[p.offset: p.offset + p.numel].reshape(p.shape) for p in self.params}
+
+        before, after = params("before"), params("after")
+        return Snapshot(
+            step=int(self.step[i]),
+            epoch=int(row["epoch"]) if "epoch" in row else 0,
+            samples=cut("samples"), inputs=cut("inputs"), targets=cut("targets"), outputs=cut("outputs"),
+            loss=float(row["loss"]) if "loss" in row else None,
+            lr=float(row["lr"]) if "lr" in row else None,
+            activations={k[4:]: cut(k) for k in row if k.startswith("act:")},
+            act_grads={k[9:]: cut(k) for k in row if k.startswith("act_grad:")},
+            before=before, grads=params("grad"), after=after,
+            update={k: after[k] - before[k] for k in after if k in before},
+            stats={k[6:]: self._stat_dict(v) for k, v in row.items() if k.startswith("stats:")},
+        )
+
+    @staticmethod
+    def _stat_dict(row: torch.Tensor) -> dict[str, Any]:
+        out: dict[str, Any] = {s: float(row[j]) for j, s in enumerate(STAT_NAMES)}
+        out["hist"] = row[len(STAT_NAMES):]
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of tensor storage this log holds."""
+        extra = self.step_index.numel() * 8 if self.step_index is not None else 0
+        return sum(c.nbytes for c in self.columns.values()) + extra
+
+    @property
+    def number_bytes(self) -> int:
+        """Bytes of the numbers themselves (committed rows, batch padding included)."""
+        return sum(c.values(self.steps).numel() * c.dtype.itemsize for c in self.columns.values())
+
+    # ---- files ----
+    def header(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "params": [{"name": p.name, "shape": list(p.shape), "offset": p.offset} for p in self.params],
+            "layers": self.layers,
+            "stat_names": list(STAT_NAMES) if self.stat_bins else [],
+            "stat_bins": self.stat_bins,
+            "meta": self.meta,
+        }
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        arrays = {name: col.values(self.steps) for name, col in self.columns.items()}
+        if self.step_index is not None:
+            arrays["step"] = self.step
+        arrays.update({f"extra:{name}": t for name, t in self.extras.items()})
+        return arrays
+
+    def save(self, path: str | Path) -> Path:
+        """Write the log to `path` (.npz, see README "Snapshot file"); atomic: write, then rename."""
+        return write_snapshot_file(path, self.header(), self.arrays())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SnapshotLog":
+        header, arrays = read_snapshot_file(path)
+        log = cls(
+            [ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
+            header["layers"], header["meta"], header.get("stat_bins", 0),
+        )
+        log.steps = header["steps"]
+        if "step" in arrays:
+            log.step_index = torch.from_numpy(arrays.pop("step"))
+        log.extras = {name[6:]: torch.from_numpy(arrays.pop(name)) for name in list(arrays) if name.startswith("extra:")}
+        log.columns = {name: Column.from_values(torch.from_numpy(a)) for name, a in arrays.items()}
+        return log

@@ -1,0 +1,5 @@
+import sys
+
+from lesson.cli import main
+
+sys.exit(main())

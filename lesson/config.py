@@ -1,0 +1,67 @@
+"""The settings of one lesson run, and how each becomes a torch object."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from models import ACTIVATIONS, StudentNet
+
+LOSSES = ("ce", "mse")
+INITS = ("lesson", "random")
+
+
+@dataclass(frozen=True)
+class LessonConfig:
+    lr: float = 0.5
+    epochs: int = 60
+    batch_size: int = 1
+    seed: int = 0
+    init: str = "lesson"          # lesson: the seed's starting weights; random: seeded PyTorch init
+    activation: str = "sigmoid"   # hidden layer: sigmoid | tanh | relu
+    loss: str = "ce"              # ce: cross-entropy on 2 logits; mse: the seed's two sigmoids + MSE
+    shuffle: bool = False         # False: students in the CSV's order every epoch, as in the lesson
+
+    def __post_init__(self):
+        problems = []
+        if not (self.lr > 0 and self.lr < float("inf")):
+            problems.append(f"lr must be a positive number, got {self.lr}")
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            problems.append(f"batch size must be >= 1, got {self.batch_size}")
+        if self.init not in INITS:
+            problems.append(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.activation not in ACTIVATIONS:
+            problems.append(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        if self.loss not in LOSSES:
+            problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_model(config: LessonConfig) -> StudentNet:
+    sigmoid_outputs = config.loss == "mse"
+    if config.init == "lesson":
+        return StudentNet.from_lesson(config.activation, sigmoid_outputs)
+    return StudentNet.from_seed(config.seed, config.activation, sigmoid_outputs)
+
+
+def build_loss(config: LessonConfig) -> nn.Module:
+    return nn.CrossEntropyLoss() if config.loss == "ce" else nn.MSELoss()
+
+
+def loss_targets(config: LessonConfig, labels: torch.Tensor) -> torch.Tensor:
+    """CE takes class indices; the seed's MSE wants one target per output (1 for the right one, 0 else)."""
+    return labels if config.loss == "ce" else nn.functional.one_hot(labels, 2).to(torch.float32)
+
+
+def confidences(config: LessonConfig, outputs: torch.Tensor) -> torch.Tensor:
+    """PASS/FAIL confidence in 0..1: softmax of the logits (ce) or the two sigmoid outputs as they are (mse)."""
+    return outputs.softmax(-1) if config.loss == "ce" else outputs

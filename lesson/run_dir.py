@@ -1,0 +1,68 @@
+"""Run folders: a new one per run, never an existing one unless asked, and never half-written.
+
+Everything is written into a hidden sibling folder first and renamed into place at the end, so a
+crash leaves `.<name>.partial-*` behind, never a half run under the real name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+class RunDirError(ValueError):
+    """The log directory or run name cannot be used; str() says why in one line."""
+
+
+def check_logdir(logdir: Path) -> None:
+    """Refuse early (before training) a logdir that cannot hold runs."""
+    probe = logdir
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise RunDirError(f"log directory {logdir}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RunDirError(f"log directory {logdir}: {probe} is not writable")
+
+
+def choose_run_dir(logdir: Path, name: str | None, default_name: str, overwrite: bool) -> Path:
+    if name is not None:
+        if not name or "/" in name or name.startswith("."):
+            raise RunDirError(f"run name {name!r}: use a plain folder name (no '/', not starting with '.')")
+        target = logdir / name
+        if target.exists() and not overwrite:
+            raise RunDirError(f"run {target} already exists; choose another --name or pass --overwrite")
+        return target
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = logdir / f"{stamp}_{default_name}"
+    n = 2
+    while target.exists():
+        target = logdir / f"{stamp}_{default_name}-{n}"
+        n += 1
+    return target
+
+
+def staging_dir(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    staging.chmod(0o777 & ~mask)  # mkdtemp makes 0700; give the folder the mode mkdir would
+    return staging
+
+
+def publish(staging: Path, target: Path) -> Path:
+    """Move a finished staging folder to its final name, replacing an old run only after the new is complete."""
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced-", dir=target.parent))
+        os.replace(target, old / target.name)
+        os.replace(staging, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, target)
+    return target

@@ -1,0 +1,91 @@
+"""What goes in TensorBoard's Scalars and Histograms dashboards, computed from a SnapshotLog.
+
+Tags are grouped so the sidebar reads like the lesson (TensorBoard sorts groups by name, hence the
+numbers): 1 loss, 2 accuracy, 3 weights, 4 gradients, 5 biases, 6 health.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hooks import SnapshotLog
+from lesson.evaluate import epoch_summary
+from lesson.names import all_weight_names
+from lesson.tb_events import EventWriter
+
+# A parameter with more entries than this gets histograms but no scalar per entry.
+MAX_SCALARS_PER_PARAM = 64
+
+
+def update_ratio(log: SnapshotLog, name: str) -> torch.Tensor:
+    """Karpathy's health check per step: std(update) / std(weight before the step); about 1e-3 is healthy."""
+    before = log.param(name, "before").flatten(1)
+    return log.param(name, "update").flatten(1).std(1) / before.std(1)
+
+
+def entry_names(log: SnapshotLog, name: str, shape: tuple[int, ...], lesson_names: bool) -> list[tuple[tuple, str]]:
+    if lesson_names:
+        return all_weight_names(name, shape)
+    return [(idx, f"{name}{list(idx)}") for idx in np.ndindex(*shape)]
+
+
+def per_step_tags(log: SnapshotLog, lesson_names: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """scalar tag -> (steps,) values, histogram tag -> (steps, ...) values; all from the log's tensors."""
+    scalars: dict[str, np.ndarray] = {}
+    if log.has("loss"):
+        scalars["1 loss/this step's students"] = log.loss.numpy()
+    for split, label in (("train", "all training students"), ("heldout", "held-out students")):
+        if f"{split}_loss_by_step" in log.extras:
+            scalars[f"1 loss/{label}"] = log.extras[f"{split}_loss_by_step"][1:].numpy()
+            scalars[f"2 accuracy/{label}"] = log.extras[f"{split}_accuracy_by_step"][1:].numpy()
+    histograms: dict[str, np.ndarray] = {}
+    if log.has("param_after"):
+        for slot in log.params:
+            after, grad = log.param(slot.name, "after"), log.param(slot.name, "grad")
+            histograms[f"weights/{slot.name}"] = after.numpy()
+            histograms[f"gradients/{slot.name}"] = grad.numpy()
+            if slot.numel <= MAX_SCALARS_PER_PARAM:
+                group = ("5 biases", "4 gradients/bias ") if len(slot.shape) == 1 else ("3 weights", "4 gradients/")
+                for idx, label in entry_names(log, slot.name, slot.shape, lesson_names):
+                    column = (slice(None), *idx)
+                    scalars[f"{group[0]}/{label}"] = after[column].numpy()
+                    scalars[f"{group[1]}{label}"] = grad[column].numpy()
+            if len(slot.shape) >= 2:
+                scalars[f"6 health/update-to-weight ratio {slot.name}"] = update_ratio(log, slot.name).numpy()
+    for layer in log.layers:
+        if log.has(f"act:{layer}"):
+            histograms[f"activations/{layer}"] = log.activation(layer).numpy()
+        if log.has(f"act_grad:{layer}"):
+            histograms[f"activation gradients/{layer}"] = log.activation_grad(layer).numpy()
+    return scalars, histograms
+
+
+def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = True,
+                  with_histograms: bool = True) -> list[str]:
+    """Write per-step scalars/histograms (one event per step) and per-epoch scalars; return the tags."""
+    scalars, histograms = per_step_tags(log, lesson_names)
+    if not with_histograms:
+        histograms = {}
+    steps = log.step.tolist()
+    for row, step in enumerate(steps):
+        events.step(step,
+                    {tag: values[row] for tag, values in scalars.items()},
+                    {tag: _finite(values[row]) for tag, values in histograms.items()})
+    epochs = epoch_summary(log)
+    epoch_tags = {
+        "1 loss/epoch: mean of its steps": "step_loss_mean", "1 loss/epoch: all training students": "train_loss",
+        "1 loss/epoch: held-out students": "heldout_loss", "2 accuracy/epoch: training students": "train_accuracy",
+        "2 accuracy/epoch: held-out students": "heldout_accuracy",
+    }
+    numbers = (epochs["epoch"] + 1).numpy()  # epochs are counted from 1 on the x axis
+    for tag, key in epoch_tags.items():
+        if key in epochs:
+            events.series(tag, numbers, epochs[key].numpy())
+    return [*scalars, *[t for t, k in epoch_tags.items() if k in epochs], *histograms]
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """Histograms skip padding (NaN rows of a short last batch) and anything non-finite after divergence."""
+    flat = values.reshape(-1)
+    return flat[np.isfinite(flat)] if not np.isfinite(flat).all() else flat

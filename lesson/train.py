@@ -1,0 +1,103 @@
+"""The ordinary PyTorch training loop, with a Recorder attached: the lesson's only training code.
+
+A step is one optimizer update; an epoch is one pass over every training student.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from data import CLASSES, FEATURES, Standardizer, StudentTable, load_students
+from hooks import CapturePolicy, Recorder, SnapshotLog
+from lesson.config import LessonConfig, build_loss, build_model, loss_targets
+from lesson.evaluate import add_evaluations
+from models import StudentNet
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite number; str() names the step, the layer and the quantity."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+@dataclass
+class LessonRun:
+    config: LessonConfig
+    students: StudentTable
+    scaler: Standardizer
+    model: StudentNet       # trained (or as far as training got)
+    log: SnapshotLog
+    stopped: str | None = None  # why training ended early: "diverged: ..." or "interrupted"
+
+
+def train(config: LessonConfig, students: StudentTable | None = None, *,
+          policy: CapturePolicy | None = None, on_epoch: Callable[[int, float], None] | None = None) -> LessonRun:
+    """Train StudentNet on the training students with the Recorder attached; evaluations are added to the log.
+
+    Raises Diverged (after the log is complete up to the bad step) when a number becomes non-finite;
+    KeyboardInterrupt propagates the same way, with `run` attached to it as `exc.run`.
+    """
+    students = students if students is not None else load_students()
+    training = students.training()
+    if config.batch_size > len(training):
+        raise ValueError(f"batch size {config.batch_size} is larger than the {len(training)} training students")
+    torch.manual_seed(config.seed)
+    scaler = Standardizer.fit(training.features)
+    x, y = scaler(training.features), loss_targets(config, training.labels)
+    model = build_model(config)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    loss_fn = build_loss(config)
+    loader = DataLoader(TensorDataset(torch.arange(len(training))), batch_size=config.batch_size,
+                        shuffle=config.shuffle, generator=torch.Generator().manual_seed(config.seed))
+    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
+    meta = {"config": config.to_dict(), "features": list(FEATURES), "classes": list(CLASSES),
+            "sample_names": list(training.names), "heldout_names": list(students.held_out().names),
+            "source": students.source}
+    run = LessonRun(config, students, scaler, model, SnapshotLog())
+    try:
+        with Recorder(model, optimizer, loss_fn, steps_per_epoch=len(loader), policy=policy, meta=meta) as rec:
+            run.log = rec.log
+            for epoch in range(config.epochs):
+                for (idx,) in loader:
+                    rec.mark_samples(idx)  # optional: lets the log say "this step was Sarah"
+                    optimizer.zero_grad()
+                    loss = loss_fn(model(x[idx]), y[idx])
+                    loss.backward()
+                    if not torch.isfinite(loss):
+                        raise Diverged(_divergence_message(rec.log, loss), len(rec.log))
+                    optimizer.step()
+                if on_epoch is not None:
+                    on_epoch(epoch, float(rec.log.loss[-len(loader):].mean()))
+    except Diverged as err:
+        run.stopped = f"diverged: {err}"
+        add_evaluations(run.log, model, config, scaler, students, initial)
+        err.run = run
+        raise
+    except KeyboardInterrupt as err:
+        run.stopped = "interrupted"
+        add_evaluations(run.log, model, config, scaler, students, initial)
+        err.run = run
+        raise
+    add_evaluations(run.log, model, config, scaler, students, initial)
+    return run
+
+
+def _divergence_message(log: SnapshotLog, loss: torch.Tensor) -> str:
+    """Name the step and the first non-finite quantity, looking back through what the log holds."""
+    step = len(log)
+    culprit = "the loss"
+    for i in range(len(log) - 1, -1, -1):
+        snap = log[i]
+        bad = [f"gradient of {n}" for n, g in snap.grads.items() if not torch.isfinite(g).all()]
+        bad += [f"weight {n} after the update" for n, w in snap.after.items() if not torch.isfinite(w).all()]
+        if not bad:
+            break
+        culprit = f"{bad[0]} at step {i}"
+    return (f"training diverged at step {step}: the loss is {float(loss)}; first non-finite quantity: {culprit}. "
+            f"Try a smaller --lr.")

@@ -1,0 +1,46 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from data import Standardizer, load_students
+from lesson.config import LessonConfig
+from lesson.train import train
+
+
+@pytest.fixture(scope="session")
+def lesson_run():
+    """The default lesson, trained once for the tests that only read it."""
+    return train(LessonConfig())
+
+
+@pytest.fixture(scope="session")
+def students():
+    return load_students()
+
+
+@pytest.fixture
+def scaled(students):
+    training = students.training()
+    return Standardizer.fit(training.features)(training.features), training.labels
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The real console entry point in a fresh interpreter, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "lesson", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def no_hooks_left(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> bool:
+    for m in model.modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            if getattr(m, attr):
+                return False
+    for p in model.parameters():
+        if getattr(p, "_post_accumulate_grad_hooks", None):
+            return False
+    if optimizer is not None and (optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks):
+        return False
+    return True

@@ -1,0 +1,118 @@
+import pytest
+import torch
+from torch import nn
+
+from conftest import no_hooks_left
+from hooks import CapturePolicy, Recorder
+from lesson.config import LessonConfig
+from lesson.train import train
+from models import StudentNet, make_mlp
+
+
+def lesson_loop(model, opt, loss_fn, x, y, epochs=3):
+    for _ in range(epochs):
+        for i in range(len(x)):
+            opt.zero_grad()
+            loss_fn(model(x[i:i + 1]), y[i:i + 1]).backward()
+            opt.step()
+
+
+def test_recording_changes_nothing(scaled):
+    x, y = scaled
+    results = []
+    for record in (False, True):
+        model = StudentNet.from_lesson()
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        loss_fn = nn.CrossEntropyLoss()
+        if record:
+            with Recorder(model, opt, loss_fn) as rec:
+                lesson_loop(model, opt, loss_fn, x, y)
+            assert len(rec.log) == 3 * len(x)
+            assert no_hooks_left(model, opt) and no_hooks_left(loss_fn)
+        else:
+            lesson_loop(model, opt, loss_fn, x, y)
+        results.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    assert all(torch.equal(results[0][n], results[1][n]) for n in results[0])  # bit-identical
+
+
+def test_hooks_are_removed_when_the_loop_raises(scaled):
+    x, y = scaled
+    model = StudentNet.from_lesson()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    loss_fn = nn.CrossEntropyLoss()
+    with pytest.raises(ZeroDivisionError):
+        with Recorder(model, opt, loss_fn) as rec:
+            lesson_loop(model, opt, loss_fn, x, y, epochs=1)
+            1 / 0
+    assert no_hooks_left(model, opt) and no_hooks_left(loss_fn)
+    assert len(rec.log) == len(x)  # what was captured before the error is kept
+
+
+def test_an_unseen_model_with_minibatches():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)  # 8, 8, 4
+    with Recorder(model, opt, loss_fn, steps_per_epoch=len(loader)) as rec:
+        for _ in range(2):
+            for xb, yb in loader:
+                opt.zero_grad()
+                loss_fn(model(xb), yb).backward()
+                opt.step()
+    log = rec.log
+    assert len(log) == 6 and log.epoch.tolist() == [0, 0, 0, 1, 1, 1]
+    assert log.layers == ["0", "1", "2", "3", "4"]
+    assert log.param_names == [n for n, _ in model.named_parameters()]
+    assert log.batch_size.tolist() == [8, 8, 4] * 2
+    last = log[2]
+    assert last.inputs.shape == (4, 5) and torch.equal(last.inputs, x[16:])
+    assert last.activations["1"].shape == (4, 8) and bool((last.activations["1"] >= 0).all())
+    assert last.grads["4.weight"].shape == (3, 6)
+    for snap in log:
+        for name in snap.grads:
+            assert torch.allclose(snap.update[name], -0.1 * snap.grads[name], atol=1e-7)
+    assert torch.isnan(log.activation("0")[2, 4:]).all()  # padding of the short batch is NaN, not zeros
+    assert no_hooks_left(model, opt)
+
+
+def test_snapshot_names_the_student(lesson_run):
+    log = lesson_run.log
+    names = log.meta["sample_names"]
+    assert [names[int(log[i].samples[0])] for i in range(3)] == ["Sarah", "Mike", "Emma"]
+    assert torch.equal(log[0].inputs, lesson_run.scaler(lesson_run.students.features[:1]))
+
+
+def test_epochs_and_steps_are_counted_apart():
+    run = train(LessonConfig(epochs=3, batch_size=4))  # 6 students: steps of 4 and 2
+    assert len(run.log) == 6
+    assert run.log.epoch.tolist() == [0, 0, 1, 1, 2, 2]
+    assert run.log.batch_size.tolist() == [4, 2] * 3
+
+
+def test_evaluation_forwards_are_not_steps(scaled):
+    x, y = scaled
+    model = StudentNet.from_lesson()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    loss_fn = nn.CrossEntropyLoss()
+    with Recorder(model, opt, loss_fn) as rec:
+        for i in range(3):
+            opt.zero_grad()
+            loss_fn(model(x[i:i + 1]), y[i:i + 1]).backward()
+            opt.step()
+            with torch.no_grad():
+                model(x)  # checking progress on everyone between steps
+    assert len(rec.log) == 3 and rec.log.batch_size.tolist() == [1, 1, 1]
+
+
+def test_every_kth_step_policy(scaled):
+    x, y = scaled
+    model = StudentNet.from_lesson()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    loss_fn = nn.CrossEntropyLoss()
+    with Recorder(model, opt, loss_fn, policy=CapturePolicy.every_k(4)) as rec:
+        lesson_loop(model, opt, loss_fn, x, y, epochs=3)  # 18 steps
+    assert rec.log.step.tolist() == [0, 4, 8, 12, 16]
+    snap = rec.log[1]
+    assert snap.step == 4 and torch.equal(snap.inputs, x[4:5])
