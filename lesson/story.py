@@ -1,0 +1,219 @@
+"""The lesson's 11 steps as markdown, generated from a SnapshotLog: every number is read from a tensor.
+
+Steps: 1 the challenge, 2 the training data, 3 the starting weights, 4/6/8 the network meets the first
+three students, 5/7/9 it learns from each, 10 the final test on held-out students, 11 what it learned.
+The chain rule by hand for step 0 comes as a twelfth page.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from data import FEATURES
+from lesson.chain_rule import compare, hand_gradients
+from lesson.evaluate import epoch_summary
+from lesson.names import INPUT_LABELS, all_weight_names, weight_name
+from lesson.numbers import num, pct, signed
+from lesson.view import LessonView
+
+FEATURE_TITLES = ("hours studied", "hours slept", "previous score %")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def lesson_steps(view: LessonView) -> list[tuple[str, str]]:
+    """[(title, markdown)] for the 11 steps, then the chain rule page."""
+    steps = [challenge(view), training_data(view), starting_weights(view)]
+    for k in range(3):
+        if k < len(view.log):
+            steps += [meets(view, k), learns(view, k)]
+        else:
+            steps += [(f"{4 + 2 * k:02d} (no step {k})", "Training stopped before this step."),
+                      (f"{5 + 2 * k:02d} (no step {k})", "Training stopped before this step.")]
+    steps += [final_test(view), what_it_learned(view)]
+    if len(view.log):
+        steps.append(chain_rule_page(view, 0))
+    return steps
+
+
+def challenge(view: LessonView) -> tuple[str, str]:
+    c, log = view.config, view.log
+    n_weights = sum(p.numel for p in log.params if p.name.endswith("weight"))
+    n_biases = sum(p.numel for p in log.params if p.name.endswith("bias"))
+    loss = ("cross-entropy on two scores (softmax gives the confidences)" if c.loss == "ce"
+            else "mean squared error on two sigmoid outputs (the seed lesson's setup)")
+    epochs = int(log.epoch[-1]) + 1 if len(log) else 0
+    text = (
+        "**Can a network learn who passes?** From three numbers per student (hours studied, hours slept, "
+        "previous score) a network of 3 inputs → 4 hidden units → 2 outputs says how confident it is in "
+        "**PASS** and in **FAIL**.\n\n"
+        f"It has **{n_weights} weights and {n_biases} biases**. It learns from **{len(view.names)} students** "
+        f"and is tested on **{len(view.heldout_names)} it never sees** while learning.\n\n"
+        f"Settings of this run: learning rate **{c.lr:g}**, loss: {loss}, hidden activation: {c.activation}, "
+        f"{c.batch_size} student(s) per step, starting weights: {c.init}.\n\n"
+        f"A **step** is one weight update; an **epoch** is one pass over all {len(view.names)} training "
+        f"students. This run took **{len(log)} steps** in **{epochs} epochs**."
+    )
+    stopped = log.meta.get("stopped")
+    if stopped:
+        text += f"\n\n**Training stopped early:** {stopped}."
+    return "01 the challenge", text
+
+
+def training_data(view: LessonView) -> tuple[str, str]:
+    ex = view.log.extras
+    raw, scaled, labels = ex["train_raw"], ex["train_inputs"], ex["train_labels"]
+    rows = [[name, *[f"{float(v):g}" for v in raw[i]], view.label(labels[i]), *[signed(v) for v in scaled[i]]]
+            for i, name in enumerate(view.names)]
+    header = ["student", *FEATURE_TITLES, "result", *[f"{t} (network sees)" for t in INPUT_LABELS]]
+    stats = table(["", *FEATURE_TITLES], [["mean", *[num(v, 2) for v in ex["scaler_mean"]]],
+                                          ["spread (std)", *[num(v, 2) for v in ex["scaler_std"]]]])
+    return "02 the training data", (
+        "The students the network learns from. A score of 85 next to 8 hours would drown the hours, so each "
+        "column is **standardised**: minus the column's mean, divided by its spread, with mean and spread "
+        "taken from these training students only (held-out students are scaled with the same numbers).\n\n"
+        + table(header, rows) + "\n\n" + stats)
+
+
+def starting_weights(view: LessonView) -> tuple[str, str]:
+    initial = view.initial()
+    rows = []
+    for name in ("hidden.weight", "output.weight"):
+        for idx, label in all_weight_names(name, tuple(initial[name].shape)):
+            rows.append([label, signed(initial[name][idx])])
+    biases = ", ".join(f"{weight_name(n, (i,))} {signed(v)}" for n in ("hidden.bias", "output.bias")
+                       for i, v in enumerate(initial[n]))
+    origin = ("the seed lesson's picture: fixed values, the same every run" if view.config.init == "lesson" else
+              f"PyTorch's default initialisation: uniform between ±1/√(inputs of the layer), drawn with seed "
+              f"{view.config.seed}")
+    return "03 the starting weights", (
+        f"Before learning, the weights are just starting points ({origin}). The network knows nothing yet: "
+        "a weight says how strongly one unit pushes the next, and its sign says which way.\n\n"
+        + table(["weight (from→to)", "value"], rows) + f"\n\nBiases: {biases}.")
+
+
+def meets(view: LessonView, k: int) -> tuple[str, str]:
+    snap = view.log[k]
+    conf = view.confidences(snap.outputs)
+    labels = view.log.extras["train_labels"]
+    rows, right = [], 0
+    for b, who in enumerate(view.students_of(k)):
+        truth = labels[int(snap.samples[b])]
+        guess = int(conf[b].argmax())
+        right += guess == int(truth)
+        rows.append([who, pct(conf[b, 0]), pct(conf[b, 1]), view.label(guess), view.label(truth),
+                     "right" if guess == int(truth) else "wrong"])
+    who = " and ".join(view.students_of(k))
+    hidden = ", ".join(f"h{j + 1} {num(v)}" for j, v in enumerate(snap.activations["hidden_act"][0]))
+    return f"{4 + 2 * k:02d} the network meets {who}", (
+        f"Step {k}: the network sees {who} (standardised inputs "
+        + ", ".join(f"{t} {signed(v)}" for t, v in zip(INPUT_LABELS, snap.inputs[0])) + f"). "
+        f"The hidden units light up: {hidden}.\n\n"
+        + table(["student", "PASS confidence", "FAIL confidence", "guess", "truth", ""], rows)
+        + f"\n\nIt got **{right} of {len(rows)}** right, with a loss of **{num(snap.loss)}**.")
+
+
+def learns(view: LessonView, k: int) -> tuple[str, str]:
+    snap, lr = view.log[k], view.log[k].lr
+    who = " and ".join(view.students_of(k))
+    err = snap.act_grads["output"]                     # dL/d(output score): the error signal per output
+    h = snap.activations["hidden_act"]
+    grad = snap.grads["output.weight"]
+    o, j = divmod(int(grad.abs().argmax()), grad.shape[1])
+    name = weight_name("output.weight", (o, j))
+    before, after = snap.before["output.weight"][o, j], snap.after["output.weight"][o, j]
+    products = " + ".join(f"{signed(err[b, o])} × {num(h[b, j])}" for b in range(err.shape[0]))
+    moved = sorted(((float(u.abs().max()), n, u) for n, u in snap.update.items()), key=lambda t: -t[0])
+    top = []
+    for _, n, u in moved:
+        for idx in [tuple(int(i) for i in divmod(int(u.abs().argmax()), u.shape[-1]))] if u.dim() == 2 else \
+                [(int(u.abs().argmax()),)]:
+            top.append([n, weight_name(n, idx), signed(snap.before[n][idx]), signed(u[idx]), signed(snap.after[n][idx])])
+    loss_all = view.log.extras["train_loss_by_step"]
+    error_rows = [[f"{who_b}", signed(err[b, 0]), signed(err[b, 1])] for b, who_b in enumerate(view.students_of(k))]
+    return f"{5 + 2 * k:02d} the network learns from {who}", (
+        f"**How wrong?** The loss was {num(snap.loss)}. Its gradient with respect to each output score is the "
+        f"error signal that `loss.backward()` sends back:\n\n"
+        + table(["student", "error at PASS", "error at FAIL"], error_rows) + "\n\n"
+        f"**Which weights to blame?** A weight's gradient is the error at the unit it feeds times the "
+        f"activation coming into it. For **{name}**: gradient = {products} = **{signed(grad[o, j])}**.\n\n"
+        f"**Adjust:** `weight_new = weight_old − lr × gradient` = {signed(before)} − {lr:g} × {signed(grad[o, j])} "
+        f"= **{signed(after)}**.\n\n"
+        f"The weights that moved most in each layer:\n\n"
+        + table(["parameter", "weight", "before", "update", "after"], top) + "\n\n"
+        f"Loss on all {len(view.names)} training students: **{num(loss_all[k])}** before this step, "
+        f"**{num(loss_all[k + 1])}** after it.")
+
+
+def final_test(view: LessonView) -> tuple[str, str]:
+    ex = view.log.extras
+    conf, labels, raw = ex["heldout_confidence_final"], ex["heldout_labels"], ex["heldout_raw"]
+    rows, right = [], 0
+    for i, name in enumerate(view.heldout_names):
+        guess = int(conf[i].argmax())
+        right += guess == int(labels[i])
+        rows.append([name, *[f"{float(v):g}" for v in raw[i]], pct(conf[i, 0]), pct(conf[i, 1]),
+                     view.label(guess), view.label(labels[i]), "right" if guess == int(labels[i]) else "wrong"])
+    epochs = epoch_summary(view.log)
+    n = len(epochs["epoch"])
+    shown = sorted({int(i) for i in torch.linspace(0, n - 1, min(n, 10)).round()}) if n else []
+    history = [[str(int(epochs["epoch"][i]) + 1), num(epochs["train_loss"][i]), num(epochs["heldout_loss"][i]),
+                pct(epochs["train_accuracy"][i]), pct(epochs["heldout_accuracy"][i])] for i in shown]
+    return "10 the final test", (
+        f"The trained network meets {len(rows)} students it never learned from. It got **{right} of {len(rows)}** "
+        "right.\n\n" + table(["student", *FEATURE_TITLES, "PASS confidence", "FAIL confidence", "guess", "truth", ""],
+                             rows)
+        + "\n\nLoss history (after each shown epoch):\n\n"
+        + table(["epoch", "loss, training students", "loss, held-out", "accuracy, training", "accuracy, held-out"],
+                history))
+
+
+def what_it_learned(view: LessonView) -> tuple[str, str]:
+    ex = view.log.extras
+    final = view.final()
+    raw = ex["train_raw"]
+    base = view.predict(final, view.scale(raw))[:, 0]
+    changes = ((1.0, "one more hour of study", "more study"), (1.0, "one more hour of sleep", "more sleep"),
+               (10.0, "10 more points of previous score", "a higher previous score"))
+    rows, surprises = [], []
+    for f, (delta, title, short) in enumerate(changes):
+        moved = raw.clone()
+        moved[:, f] += delta
+        change = view.predict(final, view.scale(moved))[:, 0] - base
+        rows.append([title, signed(change.mean()), signed(change.min()), signed(change.max())])
+        if float(change.mean()) <= 0:
+            surprises.append(f"{short} did **not** raise the PASS confidence on average ({signed(change.mean())})")
+    pass_w = final["output.weight"][0]
+    strongest = int(pass_w.abs().argmax())
+    pattern = ("The hoped-for pattern appeared: more study, more sleep and a higher previous score each raise "
+               "the PASS confidence." if not surprises else
+               "The hoped-for pattern did not fully appear: " + "; ".join(surprises) +
+               ". With six students the network only learns what separates them, not how the world works.")
+    return "11 what the network learned", (
+        "Each training student is changed in one input while the others stay put, and the trained network "
+        "is asked again. The change in its PASS confidence:\n\n"
+        + table(["change", "mean change in PASS confidence", "smallest", "largest"], rows)
+        + f"\n\n{pattern}\n\nThe hidden unit with the strongest say in PASS is **h{strongest + 1}** "
+        f"(weight {signed(pass_w[strongest])}); the weights into it from the inputs are "
+        + ", ".join(f"{t} {signed(v)}" for t, v in zip(INPUT_LABELS, final["hidden.weight"][strongest])) + ".")
+
+
+def chain_rule_page(view: LessonView, k: int) -> tuple[str, str]:
+    snap = view.log[k]
+    hand = hand_gradients(snap, view.config.activation, view.config.loss)
+    rows = [[name, "yes" if exact else "no", "yes" if approx else "no", f"{diff:.2e}"]
+            for name, exact, approx, diff in compare(snap, view.config.activation, view.config.loss)]
+    g = hand["hidden.weight"][0, 0]
+    products = " + ".join(f"{signed(snap.act_grads['hidden'][b, 0])} × {signed(snap.inputs[b, 0])}"
+                          for b in range(snap.inputs.shape[0]))
+    return f"12 the chain rule by hand, step {k}", (
+        f"`loss.backward()` is the chain rule. Here it is by hand for step {k}, in plain arithmetic from the "
+        "recorded inputs and weights, beside what autograd recorded. Output layer: error × incoming "
+        "activation. Hidden layer: the error sent back through each output weight, times the activation's "
+        f"slope, times the input. For studied→h1: {products} = {signed(g)} by hand; autograd says "
+        f"{signed(snap.grads['hidden.weight'][0, 0])}."
+        "\n\n" + table(["tensor", "exact", "approximate", "largest difference"], rows))
