@@ -71,6 +71,13 @@ def lesson_parser() -> argparse.ArgumentParser:
     p.add_argument("--logdir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
     p.add_argument("--name", help="run folder name (default: time, lr and loss); an existing one is refused")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --name run")
+    p.add_argument("--quiet", action="store_true", help="don't print the lesson's steps while it runs")
+    p.add_argument("--step", type=int, metavar="N",
+                   help="print step N of a saved run (with --snapshot) instead of training")
+    p.add_argument("--snapshot", type=Path, metavar="PATH", help="a snapshots.npz, or a run folder holding one")
+    p.add_argument("--serve", action="store_true",
+                   help="after the run, start TensorBoard on 127.0.0.1 and print its address (Ctrl-C stops it)")
+    p.add_argument("--port", type=positive_int, help="port for --serve (default: a free one)")
     return p
 
 
@@ -78,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = lesson_parser()
     args = parser.parse_args(argv)
+    if args.step is not None or args.snapshot is not None:
+        return show_step(parser, args)
     config = LessonConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                           init=args.init, activation=args.activation, loss=args.loss, shuffle=args.shuffle)
     try:
@@ -93,9 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     from lesson.train import Diverged, train  # torch-heavy imports after the arguments are known good
     from lesson.write_run import SNAPSHOT_FILE, write_run
 
+    from lesson.story import lesson_steps
+    from lesson.terminal import page
+    from lesson.view import LessonView
+
+    def progress(epoch: int, loss: float) -> None:
+        if not args.quiet and ((epoch + 1) % max(1, config.epochs // 10) == 0 or epoch + 1 == config.epochs):
+            print(f"epoch {epoch + 1:>4}/{config.epochs}  mean loss of its steps {loss:.4f}", flush=True)
+
     code = 0
     try:
-        run = train(config, students)
+        run = train(config, students, on_epoch=progress)
     except Diverged as err:
         run, code = err.run, 3
         print(f"nn-lesson: {err}", file=sys.stderr)
@@ -103,7 +120,50 @@ def main(argv: list[str] | None = None) -> int:
         run, code = err.run, 130
         print(f"nn-lesson: interrupted after {len(run.log)} steps; writing what was captured", file=sys.stderr)
     path = write_run(run, target)
+    if not args.quiet:
+        for title, markdown in lesson_steps(LessonView.of(run.log)):
+            print(page(title, markdown))
     print(f"run: {path}")
     print(f"snapshots: {path / SNAPSHOT_FILE} ({len(run.log)} steps)")
-    print(f"view it:   tensorboard --logdir {args.logdir}")
+    print(f"view it:   tensorboard --logdir {args.logdir} --samples_per_plugin images=100000")
+    if args.serve:
+        return serve(args.logdir, args.port) or code
     return code
+
+
+def serve(logdir: Path, port: int | None) -> int:
+    from lesson.serve import start_tensorboard
+    try:
+        proc, url = start_tensorboard(logdir, port)
+    except RuntimeError as err:
+        print(f"nn-lesson: {err}", file=sys.stderr)
+        return 1
+    print(f"TensorBoard: {url}  (Ctrl-C stops it)", flush=True)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return 0
+
+
+def show_step(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Print one step (and its 'learns' page when it is one of the first three) from a saved run."""
+    if args.snapshot is None or args.step is None:
+        parser.error("--step N and --snapshot PATH go together")
+    from hooks import SnapshotFileError, SnapshotLog
+    from lesson.story import learns, meets, lesson_steps
+    from lesson.terminal import page
+    from lesson.view import LessonView
+    from lesson.write_run import SNAPSHOT_FILE
+
+    path = args.snapshot / SNAPSHOT_FILE if args.snapshot.is_dir() else args.snapshot
+    try:
+        view = LessonView.of(SnapshotLog.load(path))
+    except SnapshotFileError as err:
+        parser.error(str(err))
+    if not 0 <= args.step < len(view.log):
+        parser.error(f"argument --step: {path} has steps 0..{len(view.log) - 1}, not {args.step}")
+    for title, markdown in (meets(view, args.step), learns(view, args.step)):
+        print(page(title.replace(title[:2], f"step {args.step}:", 1), markdown))
+    return 0

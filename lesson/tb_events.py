@@ -8,11 +8,17 @@ from pathlib import Path
 import numpy as np
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import histogram
+from torch.utils.tensorboard.summary import histogram, text
 
 # TensorBoard's own default bucket list has ~1500 edges: at lesson scale that is megabytes of mostly
 # empty buckets per run. 30 even buckets over each tensor's range show the shape just as well.
 HISTOGRAM_BINS = 30
+
+
+def png_image(png: bytes) -> Summary.Image:
+    """TensorBoard's image record for already-encoded PNG bytes (size read from the PNG header)."""
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    return Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
 
 
 class EventWriter:
@@ -21,9 +27,10 @@ class EventWriter:
         self._file = self.writer._get_file_writer()
 
     def step(self, step: int, scalars: dict[str, float] | None = None,
-             histograms: dict[str, np.ndarray] | None = None) -> None:
-        """Write one event at `step` holding every given scalar and histogram."""
+             histograms: dict[str, np.ndarray] | None = None, images: dict[str, bytes] | None = None) -> None:
+        """Write one event at `step` holding every given scalar, histogram and PNG image."""
         values = [Summary.Value(tag=tag, simple_value=float(v)) for tag, v in (scalars or {}).items()]
+        values += [Summary.Value(tag=tag, image=png_image(png)) for tag, png in (images or {}).items()]
         for tag, array in (histograms or {}).items():
             if array.size:
                 values.extend(histogram(tag, array, bins=HISTOGRAM_BINS).value)
@@ -33,6 +40,15 @@ class EventWriter:
     def series(self, tag: str, steps: np.ndarray, values: np.ndarray) -> None:
         for s, v in zip(steps.tolist(), values.tolist()):
             self._file.add_summary(Summary(value=[Summary.Value(tag=tag, simple_value=v)]), global_step=s)
+
+    def text(self, tag: str, markdown: str, step: int = 0) -> None:
+        """Markdown for the Text dashboard under exactly `tag` (add_text would append '/text_summary')."""
+        summary = text(tag, markdown)
+        summary.value[0].tag = tag
+        self.add(summary, step)
+
+    def add(self, summary: Summary, step: int = 0) -> None:
+        self._file.add_summary(summary, global_step=step)
 
     def flush(self) -> None:
         self.writer.flush()

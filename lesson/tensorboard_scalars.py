@@ -6,6 +6,8 @@ numbers): 1 loss, 2 accuracy, 3 weights, 4 gradients, 5 biases, 6 health.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -62,8 +64,9 @@ def per_step_tags(log: SnapshotLog, lesson_names: bool) -> tuple[dict[str, np.nd
 
 
 def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = True,
-                  with_histograms: bool = True) -> list[str]:
-    """Write per-step scalars/histograms (one event per step) and per-epoch scalars; return the tags."""
+                  with_histograms: bool = True, images: Callable[[int], dict[str, bytes]] | None = None) -> list[str]:
+    """Write per-step scalars/histograms (one event per step, with images(row) if given) and per-epoch
+    scalars; return the scalar and histogram tags."""
     scalars, histograms = per_step_tags(log, lesson_names)
     if not with_histograms:
         histograms = {}
@@ -71,7 +74,8 @@ def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = Tr
     for row, step in enumerate(steps):
         events.step(step,
                     {tag: values[row] for tag, values in scalars.items()},
-                    {tag: _finite(values[row]) for tag, values in histograms.items()})
+                    {tag: _finite(values[row]) for tag, values in histograms.items()},
+                    images(row) if images is not None else None)
     epochs = epoch_summary(log)
     epoch_tags = {
         "1 loss/epoch: mean of its steps": "step_loss_mean", "1 loss/epoch: all training students": "train_loss",

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from lesson.run_dir import publish, staging_dir
 from lesson.tb_events import EventWriter
-from lesson.tensorboard_scalars import write_scalars
+from lesson.tensorboard_lesson import write_lesson_tensorboard
 from lesson.train import LessonRun
+from lesson.view import LessonView
 
 SNAPSHOT_FILE = "snapshots.npz"
 
@@ -19,7 +20,7 @@ def write_run(run: LessonRun, target: Path) -> Path:
     run.log.save(staging / SNAPSHOT_FILE)
     events = EventWriter(staging)
     try:
-        write_scalars(events, run.log)
+        write_lesson_tensorboard(events, LessonView.of(run.log), run.model)
     finally:
         events.close()
     return publish(staging, target)

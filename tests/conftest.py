@@ -44,3 +44,24 @@ def no_hooks_left(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Non
     if optimizer is not None and (optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks):
         return False
     return True
+
+
+@pytest.fixture(scope="session")
+def written_run(tmp_path_factory):
+    """The default lesson written by the real CLI once: (run folder, stdout)."""
+    root = tmp_path_factory.mktemp("lesson")
+    result = run_cli("--name", "default", "--logdir", str(root / "runs"), cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "runs" / "default", result.stdout
+
+
+def need_program(name: str) -> str:
+    """Path of a system program a marked test needs: skipped locally when absent, a failure under CI."""
+    import os
+    import shutil
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed; .ci/run must install it")
+        pytest.skip(f"{name} is not installed (apt-get install {name})")
+    return path

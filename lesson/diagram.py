@@ -1,0 +1,72 @@
+"""The network picture of the web lesson, drawn from one recorded step: 3 inputs -> 4 hidden -> 2 outputs.
+
+Line colour is the weight's sign (blue +, red -), thickness its size; nodes show the step's values
+for its first student (the standardised input, the hidden activation, the PASS/FAIL confidence).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from lesson.names import HIDDEN_LABELS, INPUT_LABELS, OUTPUT_LABELS
+from lesson.numbers import num, pct, signed
+
+WIDTH, HEIGHT = 640, 380
+# Drawn straight into a 6-colour palette image: encoding it as PNG costs a fraction of an RGB frame,
+# which matters at one frame per step.
+PALETTE = [(255, 255, 255), (37, 99, 235), (220, 38, 38), (248, 250, 252), (30, 41, 59), (100, 116, 139)]
+WHITE, POSITIVE, NEGATIVE, NODE, INK, GREY = range(len(PALETTE))
+COLUMNS = (110, 320, 530)
+MAX_LINE = 12
+
+
+@functools.lru_cache(maxsize=None)
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size)
+
+
+def _column(n: int) -> list[int]:
+    top, bottom = 80, HEIGHT - 50
+    gap = (bottom - top) / max(n - 1, 1)
+    return [int(top + i * gap) if n > 1 else (top + bottom) // 2 for i in range(n)]
+
+
+def draw_network(weights: dict[str, torch.Tensor], inputs: torch.Tensor, hidden: torch.Tensor,
+                 confidence: torch.Tensor, title: str, scale: float) -> Image.Image:
+    """scale: the |weight| drawn at full thickness (keep it fixed over a run so thickness is comparable)."""
+    img = Image.new("P", (WIDTH, HEIGHT), WHITE)
+    img.putpalette([c for rgb in PALETTE for c in rgb])
+    d = ImageDraw.Draw(img)
+    font, small = _font(15), _font(12)
+    ys = [_column(3), _column(4), _column(2)]
+    layers = (("hidden.weight", 0), ("output.weight", 1))
+    for name, col in layers:
+        w = weights[name]
+        for target in range(w.shape[0]):
+            for source in range(w.shape[1]):
+                value = float(w[target, source])
+                width = max(1, round(MAX_LINE * min(abs(value) / scale, 1.0)))
+                d.line([(COLUMNS[col] + 30, ys[col][source]), (COLUMNS[col + 1] - 30, ys[col + 1][target])],
+                       fill=POSITIVE if value >= 0 else NEGATIVE, width=width)
+    labels = (INPUT_LABELS, HIDDEN_LABELS, OUTPUT_LABELS)
+    values = ([signed(v, 2) for v in inputs], [num(v, 2) for v in hidden], [pct(v) for v in confidence])
+    for col in range(3):
+        for i, y in enumerate(ys[col]):
+            x = COLUMNS[col]
+            d.ellipse([x - 30, y - 30, x + 30, y + 30], fill=NODE, outline=INK, width=2)
+            d.text((x, y - 7), labels[col][i], font=small, fill=INK, anchor="mm")
+            d.text((x, y + 9), values[col][i], font=small, fill=INK, anchor="mm")
+    d.text((WIDTH // 2, 24), title, font=font, fill=INK, anchor="mm")
+    d.text((WIDTH // 2, HEIGHT - 16), f"blue: positive weight, red: negative; thickest: |weight| of {num(scale, 2)} or more",
+           font=small, fill=GREY, anchor="mm")
+    return img
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format="PNG", compress_level=1)  # speed over size: hundreds of frames per run
+    return out.getvalue()

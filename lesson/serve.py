@@ -1,0 +1,44 @@
+"""Start a real TensorBoard on 127.0.0.1 for a log directory (a free port unless one is given)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+# Keep every step's diagram and histogram: by default TensorBoard shows a sample of 10 images per tag.
+# (0 does not mean "all" here: the plugins then return no samples at all.)
+SAMPLES = "images=100000,histograms=100000,scalars=100000"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tensorboard_command(logdir: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
+            "--port", str(port), "--samples_per_plugin", SAMPLES, "--load_fast", "false", "--reload_interval", "2"]
+
+
+def start_tensorboard(logdir: Path, port: int | None = None, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    """Start the server and wait until it answers; returns the process and its URL."""
+    port = port or free_port()
+    proc = subprocess.Popen(tensorboard_command(logdir, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tensorboard exited with code {proc.returncode}: "
+                               f"{proc.stderr.read().decode(errors='replace').strip().splitlines()[-1:]}")
+        try:
+            with urllib.request.urlopen(url + "data/runs", timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"tensorboard did not answer on {url} within {timeout:.0f} s")

@@ -1,0 +1,99 @@
+"""Every number in the generated steps comes from the snapshot file: parse the text, find the number."""
+
+import re
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from hooks import SnapshotLog
+from lesson.story import lesson_steps
+from lesson.view import LessonView
+
+
+@pytest.fixture(scope="module")
+def saved(written_run):
+    run_dir, stdout = written_run
+    log = SnapshotLog.load(run_dir / "snapshots.npz")
+    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    pages = {t: acc.Tensors(t)[0].tensor_proto.string_val[0].decode() for t in acc.Tags()["tensors"]
+             if t.startswith("lesson/")}
+    return log, pages, stdout
+
+
+def page(pages, prefix):
+    return next(text for tag, text in pages.items() if tag.startswith(f"lesson/{prefix}"))
+
+
+def test_sarahs_confidence_is_the_softmax_in_the_file(saved):
+    log, pages, _ = saved
+    text = page(pages, "04")
+    row = re.search(r"\| Sarah \| ([\d.]+)% \| ([\d.]+)% \| (PASS|FAIL) \| (PASS|FAIL) \| (right|wrong) \|", text)
+    conf = log[0].outputs.softmax(1)[0]
+    assert float(row.group(1)) == pytest.approx(100 * float(conf[0]), abs=0.05)
+    assert float(row.group(2)) == pytest.approx(100 * float(conf[1]), abs=0.05)
+    assert (row.group(5) == "right") == (int(conf.argmax()) == int(log[0].targets[0]))
+
+
+def test_worked_update_uses_the_real_weight_gradient_and_lr(saved):
+    log, pages, _ = saved
+    text = page(pages, "05")
+    m = re.search(r"For \*\*(h\d)→(PASS|FAIL)\*\*: gradient = .* = \*\*([+-][\d.]+)\*\*", text)
+    j, o = int(m.group(1)[1]) - 1, ("PASS", "FAIL").index(m.group(2))
+    u = re.search(r"= ([+-][\d.]+) − ([\d.]+) × ([+-][\d.]+) = \*\*([+-][\d.]+)\*\*", text)
+    old, lr, grad, new = (float(g) for g in u.groups())
+    snap = log[0]
+    assert grad == pytest.approx(float(snap.grads["output.weight"][o, j]), abs=5e-5) == float(m.group(3))
+    assert old == pytest.approx(float(snap.before["output.weight"][o, j]), abs=5e-5)
+    assert new == pytest.approx(float(snap.after["output.weight"][o, j]), abs=5e-5)
+    assert lr == snap.lr
+    assert new == pytest.approx(old - lr * grad, abs=2e-4)  # the arithmetic a learner can redo
+
+
+def test_heldout_predictions_are_in_the_file(saved):
+    log, pages, _ = saved
+    text = page(pages, "10")
+    names = log.meta["heldout_names"]
+    conf = log.extras["heldout_confidence_final"]
+    for i, name in enumerate(names):
+        m = re.search(rf"\| {name} \|[^\n]*?\| ([\d.]+)% \| ([\d.]+)% \| (PASS|FAIL) \| (PASS|FAIL) \|", text)
+        assert float(m.group(1)) == pytest.approx(100 * float(conf[i, 0]), abs=0.05)
+        assert m.group(3) == ("PASS", "FAIL")[int(conf[i].argmax())]
+        assert m.group(4) == ("PASS", "FAIL")[int(log.extras["heldout_labels"][i])]
+
+
+def test_chain_rule_page_agrees_with_backward(saved):
+    _, pages, _ = saved
+    rows = re.findall(r"\| ([\w.]+) \| (yes|no) \| (yes|no) \| ([\d.e+-]+) \|", page(pages, "12"))
+    assert {r[0] for r in rows} >= {"hidden.weight", "hidden.bias", "output.weight", "output.bias"}
+    assert all(r[2] == "yes" and float(r[3]) < 1e-6 for r in rows)
+
+
+def test_terminal_prints_the_same_numbers(saved):
+    log, pages, stdout = saved
+    for prefix in ("04", "05", "10"):
+        for number in re.findall(r"[+-]?\d+\.\d{4}", page(pages, prefix)):
+            assert number in stdout
+
+
+def test_steps_regenerate_identically_from_the_loaded_file(saved):
+    log, pages, _ = saved
+    again = dict(lesson_steps(LessonView.of(log)))
+    assert all(again[tag[len("lesson/"):]] == text for tag, text in pages.items())
+
+
+def test_what_it_learned_says_when_a_pattern_is_missing():
+    """A network whose weights make more study lower the PASS confidence must say so."""
+    from lesson.config import LessonConfig
+    from lesson.story import what_it_learned
+    from lesson.train import train
+    run = train(LessonConfig(epochs=1))
+    with torch.no_grad():  # flip the study input's effect in the final weights
+        for name in ("param_after",):
+            col = run.log.columns[name].values(len(run.log))
+            slot = run.log.slot("hidden.weight")
+            w = col[-1, slot.offset: slot.offset + 12].view(4, 3)
+            w[:, 0] = -5 * w[:, 0].sign() * run.log[-1].after["output.weight"][0].sign()
+    title, text = what_it_learned(LessonView.of(run.log))
+    assert "did not fully appear" in text and "more study did **not** raise" in text
