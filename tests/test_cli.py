@@ -28,3 +28,42 @@ def test_bad_csv_is_one_line_exit_2_and_nothing_written(tmp_path):
     assert "row 2" in lines[-1] and "'hours_slept'" in lines[-1] and str(bad) in lines[-1]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_two_runs_compare_side_by_side(tmp_path):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    for args in (("--loss", "mse", "--name", "mse"), ("--loss", "ce", "--name", "ce")):
+        assert run_cli("--epochs", "20", "--quiet", *args, cwd=tmp_path).returncode == 0
+    mux = EventMultiplexer().AddRunsFromDirectory(str(tmp_path / "runs"))
+    mux.Reload()
+    assert set(mux.Runs()) == {"mse", "ce"}
+    final = {run: mux.Scalars(run, "hparams/final training loss")[-1].value for run in ("mse", "ce")}
+    assert final["mse"] != final["ce"]
+
+
+def test_step_prints_one_step_from_a_saved_file(written_run, tmp_path):
+    run_dir, _ = written_run
+    result = run_cli("--step", "7", "--snapshot", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "step 7:" in result.stdout and "weight_new = weight_old − lr × gradient" in result.stdout
+    bad = run_cli("--step", "100000", "--snapshot", str(run_dir), cwd=tmp_path)
+    assert bad.returncode == 2 and "steps 0..359" in bad.stderr
+
+
+def test_serve_prints_a_local_url(tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+    proc = subprocess.Popen([sys.executable, "-m", "lesson", "--epochs", "2", "--quiet", "--serve"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("TensorBoard: "):
+                url = line.split()[1]
+                break
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "data/runs", timeout=30) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
