@@ -124,9 +124,13 @@ def _read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        row = raw[: err.start].count(b"\n") + 1
+        line_start = raw.rfind(b"\n", 0, err.start) + 1
+        row = raw[: line_start].count(b"\n") + 1
+        header = raw.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
+        cell = raw[line_start: err.start].count(b",")  # the cell the bad byte sits in (unquoted CSV)
+        column = header[cell].strip() if row > 1 and cell < len(header) else None
         raise DataError(path, f"is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
-                        "save it as UTF-8 CSV", row) from None
+                        "save it as UTF-8 CSV", row, column) from None
 
 
 def _check_header(path: Path, header: list[str]) -> dict[str, int]:

@@ -7,6 +7,7 @@ Run `nn-lesson --help`. Exit codes: 0 done, 2 bad input or arguments, 3 training
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -92,12 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_logdir(args.logdir)
         target = choose_run_dir(args.logdir, args.name, f"lr{config.lr:g}_{config.loss}", args.overwrite)
-        students = load_students(args.data)
-        if config.batch_size > len(students.training()):
-            parser.error(f"argument --batch-size: {config.batch_size} is larger than the "
-                         f"{len(students.training())} training students")
-    except (DataError, RunDirError) as err:
+    except RunDirError as err:
         parser.error(str(err))
+    try:
+        students = load_students(args.data)
+    except DataError as err:
+        print(f"nn-lesson: error: {err}", file=sys.stderr)  # one line: file, row, column, what is wrong
+        return 2
+    if config.batch_size > len(students.training()):
+        parser.error(f"argument --batch-size: {config.batch_size} is larger than the "
+                     f"{len(students.training())} training students")
 
     from lesson.train import Diverged, train  # torch-heavy imports after the arguments are known good
     from lesson.write_run import SNAPSHOT_FILE, write_run
@@ -110,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet and ((epoch + 1) % max(1, config.epochs // 10) == 0 or epoch + 1 == config.epochs):
             print(f"epoch {epoch + 1:>4}/{config.epochs}  mean loss of its steps {loss:.4f}", flush=True)
 
+    # Ctrl-C must reach the loop as KeyboardInterrupt even when started with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not args.quiet:
+        print(f"training on {len(students.training())} students for {config.epochs} epochs "
+              f"(Ctrl-C stops early and keeps what was recorded)", flush=True)
     code = 0
     try:
         run = train(config, students, on_epoch=progress)

@@ -18,16 +18,18 @@ class RunDirError(ValueError):
 
 
 def check_logdir(logdir: Path) -> None:
-    """Refuse early (before training) a logdir that cannot hold runs."""
+    """Refuse early (before training) a logdir that cannot hold runs. It is probed by creating and removing
+    a folder in its nearest existing ancestor: permission bits alone say nothing when running as root, or
+    on a read-only file system."""
     probe = logdir
-    while not probe.exists():
-        if probe.parent == probe:
-            break
+    while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if not probe.is_dir():
         raise RunDirError(f"log directory {logdir}: {probe} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise RunDirError(f"log directory {logdir}: {probe} is not writable")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".nn-lesson-probe-", dir=probe))
+    except OSError as err:
+        raise RunDirError(f"log directory {logdir}: cannot create folders in {probe} ({err.strerror})") from None
 
 
 def choose_run_dir(logdir: Path, name: str | None, default_name: str, overwrite: bool) -> Path:

@@ -18,6 +18,16 @@ from lesson.tb_events import EventWriter
 
 # A parameter with more entries than this gets histograms but no scalar per entry.
 MAX_SCALARS_PER_PARAM = 64
+# Scalars are written for every step; histograms and images for at most this many (evenly spaced) steps,
+# so a long run still writes in seconds (TensorBoard itself samples far fewer for display).
+MAX_DENSE_STEPS = 1000
+
+
+def sampled_rows(n: int, limit: int = MAX_DENSE_STEPS) -> set[int]:
+    """Every row when there are few; else `limit` evenly spaced rows, first and last included."""
+    if n <= limit:
+        return set(range(n))
+    return {int(i) for i in torch.linspace(0, n - 1, limit).round()}
 
 
 def update_ratio(log: SnapshotLog, name: str) -> torch.Tensor:
@@ -71,11 +81,13 @@ def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = Tr
     if not with_histograms:
         histograms = {}
     steps = log.step.tolist()
+    dense = sampled_rows(len(steps))
     for row, step in enumerate(steps):
+        keep = row in dense
         events.step(step,
                     {tag: values[row] for tag, values in scalars.items()},
-                    {tag: _finite(values[row]) for tag, values in histograms.items()},
-                    images(row) if images is not None else None)
+                    {tag: _finite(values[row]) for tag, values in histograms.items()} if keep else None,
+                    images(row) if images is not None and keep else None)
     epochs = epoch_summary(log)
     epoch_tags = {
         "1 loss/epoch: mean of its steps": "step_loss_mean", "1 loss/epoch: all training students": "train_loss",

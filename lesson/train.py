@@ -89,15 +89,23 @@ def train(config: LessonConfig, students: StudentTable | None = None, *,
 
 
 def _divergence_message(log: SnapshotLog, loss: torch.Tensor) -> str:
-    """Name the step and the first non-finite quantity, looking back through what the log holds."""
+    """Name the step, and the first quantity that went non-finite: a gradient or weight of an earlier
+    step, or else a layer's activation in this step's forward pass (the row the Recorder was filling)."""
     step = len(log)
-    culprit = "the loss"
+    culprit = None
     for i in range(len(log) - 1, -1, -1):
         snap = log[i]
-        bad = [f"gradient of {n}" for n, g in snap.grads.items() if not torch.isfinite(g).all()]
+        bad = [f"the gradient of {n}" for n, g in snap.grads.items() if not torch.isfinite(g).all()]
         bad += [f"weight {n} after the update" for n, w in snap.after.items() if not torch.isfinite(w).all()]
         if not bad:
             break
         culprit = f"{bad[0]} at step {i}"
-    return (f"training diverged at step {step}: the loss is {float(loss)}; first non-finite quantity: {culprit}. "
-            f"Try a smaller --lr.")
+    if culprit is None:
+        for layer in log.layers:
+            column = log.columns.get(f"act:{layer}")
+            batch = int(log.columns["batch_size"].row(step)) if "batch_size" in log.columns else None
+            if column is not None and not torch.isfinite(column.row(step)[:batch]).all():
+                culprit = f"the output of layer '{layer}' in step {step}'s forward pass"
+                break
+    return (f"training diverged at step {step}: the loss is {float(loss.detach())}; first non-finite quantity: "
+            f"{culprit or 'the loss itself'}. Try a smaller --lr.")
