@@ -3,6 +3,9 @@
 Chunks (rather than one tensor that doubles) keep the memory held within one chunk of the numbers
 stored, and appending never copies what is already there. Rows of a batch field are padded to the
 widest batch seen (NaN for floats, -1 for integers); a step's own batch size is kept beside it.
+
+Hot path: the Recorder stages each step's values (SnapshotLog.stage_step) and they arrive here in
+bulk through put_rows, one torch.stack per column for up to a chunk of steps.
 """
 
 from __future__ import annotations
@@ -19,35 +22,72 @@ def pad_value(dtype: torch.dtype) -> float | int | bool:
 
 
 class Column:
-    __slots__ = ("row_shape", "dtype", "chunks", "chunk_rows")
+    __slots__ = ("row_shape", "dtype", "chunks", "chunk_rows", "name")
 
-    def __init__(self, row_shape: tuple[int, ...], dtype: torch.dtype, chunk_rows: int = CHUNK_ROWS):
+    def __init__(self, row_shape: tuple[int, ...], dtype: torch.dtype, chunk_rows: int = CHUNK_ROWS,
+                 name: str = ""):
         self.row_shape = tuple(row_shape)
         self.dtype = dtype
         self.chunks: list[torch.Tensor] = []
         self.chunk_rows = chunk_rows
+        self.name = name
 
     @classmethod
-    def from_values(cls, values: torch.Tensor) -> "Column":
-        col = cls(tuple(values.shape[1:]), values.dtype, max(1, values.shape[0]))
+    def from_values(cls, values: torch.Tensor, name: str = "") -> "Column":
+        col = cls(tuple(values.shape[1:]), values.dtype, max(1, values.shape[0]), name)
         col.chunks = [values]
         return col
 
-    def row(self, i: int) -> torch.Tensor:
-        """The storage of row i, to write into; allocates (padded) chunks as needed."""
-        chunk, offset = divmod(i, self.chunk_rows)
-        while chunk >= len(self.chunks):
+    # ---- writing ----
+    def put_rows(self, rows: list[int], values: list) -> None:
+        """Write staged rows: `values` are (tensor, version-when-captured) pairs or plain numbers.
+        Consecutive rows of the column's shape go in with one torch.stack; others one by one."""
+        tensors = isinstance(values[0], tuple)
+        if tensors and not all(t._version == v for t, v in values):
+            raise RuntimeError(f"column {self.name!r}: a captured value was changed in place after the hook "
+                               "saw it; record this model with in-place operations turned off")
+        self._allocate(rows[-1])
+        consecutive = rows[-1] - rows[0] == len(rows) - 1
+        if not tensors:
+            if consecutive:
+                self._put(rows[0], torch.tensor(values, dtype=self.dtype))
+            else:
+                for r, v in zip(rows, values):
+                    self.row(r).fill_(v)
+        elif consecutive and all(t.shape == self.row_shape for t, _ in values):
+            self._put(rows[0], torch.stack([t for t, _ in values]))
+        else:
+            for r, (t, _) in zip(rows, values):
+                self.write(r, t)
+
+    def _put(self, start: int, values: torch.Tensor) -> None:
+        """Copy consecutive rows starting at `start` into their chunk(s)."""
+        done = 0
+        while done < len(values):
+            chunk, offset = divmod(start + done, self.chunk_rows)
+            n = min(len(values) - done, self.chunk_rows - offset)
+            self.chunks[chunk][offset: offset + n].copy_(values[done: done + n])
+            done += n
+
+    def _allocate(self, i: int) -> None:
+        while i >= len(self.chunks) * self.chunk_rows:
             self.chunks.append(torch.full((self.chunk_rows, *self.row_shape), pad_value(self.dtype), dtype=self.dtype))
+
+    def row(self, i: int) -> torch.Tensor:
+        """The storage of row i, to write into directly (the eager path); allocates chunks as needed."""
+        self._allocate(i)
+        chunk, offset = divmod(i, self.chunk_rows)
         return self.chunks[chunk][offset]
 
     def write(self, i: int, value: torch.Tensor) -> None:
-        """Copy value into row i. A batch narrower than the row fills the front; wider widens the column."""
+        """Copy value into row i now. A batch narrower than the row fills the front; wider widens the column."""
         row = self.row(i)
         if value.shape == row.shape:
             row.copy_(value)
             return
         if value.dim() != row.dim() or value.shape[1:] != row.shape[1:]:
-            raise ValueError(f"shape {tuple(value.shape)} does not fit column rows of shape {self.row_shape}")
+            raise ValueError(f"column {self.name!r}: shape {tuple(value.shape)} does not fit rows of shape "
+                             f"{self.row_shape}")
         if value.shape[0] > row.shape[0]:
             self._widen(value.shape[0])
             row = self.row(i)
@@ -63,6 +103,7 @@ class Column:
             wide[:, : chunk.shape[1]].copy_(chunk)
             self.chunks.append(wide)
 
+    # ---- reading ----
     def values(self, n: int) -> torch.Tensor:
         """Rows 0..n-1 as one tensor (a view when they sit in a single chunk)."""
         if n == 0:

@@ -54,11 +54,23 @@ class Recorder:
                                self.policy.bins if self.policy.stats_only else 0)
         if self.policy.every > 1 or self.policy.stats_only:
             self.log.step_index = torch.zeros(0, dtype=torch.int64)
-        self._step = 0          # optimizer steps taken since recording began
-        self._row = 0           # the row the pending step writes to
+        self._step = 0           # optimizer steps taken since recording began
+        self._row = 0            # the row the pending step will be committed to
         self._capturing = False  # is the current forward the one of a step we keep?
         self._called: set[str] = set()
-        self._before: torch.Tensor | None = None  # stats policy: flat weights before the step
+        # Flat views of the parameters, made once: the optimizer updates them in place, so a step's
+        # before/after copy is one torch.cat.
+        self._flat_params = [p.detach().view(-1) if p.is_contiguous() else None for _, p in self._params]
+        self._numel = offset
+        # Full capture defers copies: hooks keep detached references (and version counters) of the
+        # step's fresh tensors, and the log stacks a chunk of steps into its columns at once. Parameters,
+        # which the optimizer changes in place, are copied (one cat) when seen. A model with in-place
+        # modules (ReLU(inplace=True)) changes its outputs after the hook, so it is copied eagerly instead.
+        self._deferred = not self.policy.stats_only and not any(getattr(m, "inplace", False) for _, m in self._leaves)
+        self._pending: list[tuple[str, Any, int | None]] = []
+        self._grad_watch: list[tuple[str, torch.Tensor]] = []
+        self._samples: torch.Tensor | None = None
+        self._before: torch.Tensor | None = None  # statistics policy: flat weights before the step
 
     @staticmethod
     def _trainable(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> list[tuple[str, nn.Parameter]]:
@@ -88,7 +100,10 @@ class Recorder:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._pending.clear()
+        self._grad_watch.clear()  # drop references to the last forward's tensors
         self.model.__dict__.pop(_ACTIVE_ATTR, None)
+        self.log.flush()
 
     def _attach(self) -> None:
         add = self._handles.append
@@ -103,23 +118,31 @@ class Recorder:
             add(self.optimizer.register_step_post_hook(self._on_step_end))
 
     def mark_samples(self, indices: torch.Tensor | list[int]) -> None:
-        """Optional: say which samples (dataset row numbers) the current step uses, e.g. 0 for Sarah."""
-        # Usually called before the forward, so it writes to the pending row whether or not it has begun.
-        if not self.policy.stats_only and self._step % self.policy.every == 0:
+        """Optional: say which samples (dataset row numbers) the next step uses, e.g. 0 for Sarah."""
+        if not self.policy.stats_only:
             ids = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
-            self.log.column("samples", ids).write(self._row, ids)
+            self._samples = ids.clone() if ids is indices else ids
+
+    def pending(self, name: str) -> torch.Tensor | None:
+        """A value the current, uncommitted step has captured so far (e.g. "act:hidden"), or None."""
+        if not self._deferred:
+            col = self.log._columns.get(name)
+            return col.row(self._row) if col is not None else None
+        return next((v for n, v, _ in self._pending if n == name), None)
 
     # ---- hooks ----
     def _keep(self, name: str, value: torch.Tensor) -> None:
-        if self.policy.stats_only:
+        if self._deferred:
+            v = value.detach()
+            self._pending.append((name, v, v._version))
+        elif self.policy.stats_only:
             self._keep_stats(name, value)
         else:
             self.log.column(name, value).write(self._row, value.detach())
 
     def _keep_stats(self, name: str, value: torch.Tensor) -> None:
         v = value.detach().reshape(-1).to(torch.float64 if value.dtype == torch.float64 else torch.float32)
-        col = self.log.column(f"stats:{name}", v, (len(STAT_NAMES) + self.policy.bins,))
-        row = col.row(self._row)
+        row = self.log.column(f"stats:{name}", v, (len(STAT_NAMES) + self.policy.bins,)).row(self._row)
         if v.numel() == 0:
             row.fill_(float("nan"))
             return
@@ -130,6 +153,8 @@ class Recorder:
 
     def _on_model_input(self, module: nn.Module, args: tuple) -> None:
         self._called.clear()
+        self._pending.clear()  # a new forward restarts the pending step
+        self._grad_watch.clear()
         keep = self._step % self.policy.every == 0
         self._capturing = keep and (torch.is_grad_enabled() or self.optimizer is None)
         if not self._capturing:
@@ -138,8 +163,7 @@ class Recorder:
         if x is not None:
             if not self.policy.stats_only:
                 self._keep("inputs", x)
-            batch = torch.tensor(x.shape[0] if x.dim() > 0 else 1)
-            self.log.column("batch_size", batch).row(self._row).fill_(batch)
+            self._batch = x.shape[0] if x.dim() > 0 else 1
 
     def _leaf_hook(self, name: str):
         def hook(module: nn.Module, args: tuple, output: Any) -> None:
@@ -148,11 +172,15 @@ class Recorder:
             if name in self._called:
                 raise RuntimeError(
                     f"Recorder: module {name!r} ran twice in one forward pass; the recorder keeps one "
-                    f"activation per module per step. Give each use its own module (e.g. copy.deepcopy) "
-                    f"or record without this model's reuse.")
+                    f"activation per module per step. Give each use its own module (e.g. copy.deepcopy).")
             self._called.add(name)
             self._keep(f"act:{name}", output)
-            if output.requires_grad:
+            if not output.requires_grad:
+                return
+            if self._deferred:
+                output.retain_grad()  # a C++ hook: no Python call during backward; read at the step
+                self._grad_watch.append((name, output))
+            else:
                 row = self._row
                 output.register_hook(lambda grad: self._on_act_grad(name, row, grad))
         return hook
@@ -164,58 +192,75 @@ class Recorder:
     def _on_model_output(self, module: nn.Module, args: tuple, output: Any) -> None:
         if not self._capturing:
             return
-        if isinstance(output, torch.Tensor):
+        if isinstance(output, torch.Tensor) and not self.policy.stats_only:
             self._keep("outputs", output)
         if self.optimizer is None:
             self._commit()
 
     def _on_loss(self, module: nn.Module, args: tuple, loss: Any) -> None:
-        if not self._capturing or not isinstance(loss, torch.Tensor):
+        if not self._capturing or not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             return
         if len(args) > 1 and isinstance(args[1], torch.Tensor) and not self.policy.stats_only:
             self._keep("targets", args[1])
-        self.log.column("loss", loss.detach().reshape(())).row(self._row).copy_(loss.detach())
+        if self.policy.stats_only:
+            self.log.column("loss", row_shape=(), dtype=loss.dtype).row(self._row).copy_(loss.detach())
+        else:
+            self._keep("loss", loss)
 
-    def _flat(self, tensors: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
-        return torch.cat([t.detach().reshape(-1) for t in tensors], out=out)
+    def _weights(self) -> list[torch.Tensor]:
+        return [v if v is not None else p.detach().reshape(-1) for v, (_, p) in zip(self._flat_params, self._params)]
 
     def _on_step_begin(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-        if not self._params or not self._capturing:
+        if not self._capturing:
             return
-        params = [p for _, p in self._params]
-        grads = [p.grad if p.grad is not None else torch.full_like(p, float("nan")) for p in params]
-        self.log.column("lr", torch.tensor(0.0, dtype=torch.float64)).row(self._row).fill_(
-            optimizer.param_groups[0]["lr"])
+        self._lr = optimizer.param_groups[0]["lr"]
+        for name, output in self._grad_watch:
+            if output.grad is not None:
+                self._keep(f"act_grad:{name}", output.grad)
+        if not self._params:
+            return
+        grads = [p.grad if p.grad is not None else torch.full_like(p, float("nan")) for _, p in self._params]
         if self.policy.stats_only:
-            self._before = self._flat(params, torch.empty(self.log.params[-1].offset + params[-1].numel(),
-                                                          dtype=params[0].dtype))
+            self._before = torch.cat(self._weights())
             for (name, p), g in zip(self._params, grads):
                 self._keep_stats(f"{name}:value", p)
                 self._keep_stats(f"{name}:grad", g)
             return
-        n = sum(p.numel() for p in params)
-        for which, tensors in (("before", params), ("grad", grads)):
-            self._flat(tensors, self.log.column(f"param_{which}", params[0], (n,)).row(self._row))
+        before, grad = torch.cat(self._weights()), torch.cat([g.detach().reshape(-1) for g in grads])
+        if self._deferred:
+            self._pending += [("param_before", before, None), ("param_grad", grad, None)]
+        else:
+            self.log.column("param_before", before).write(self._row, before)
+            self.log.column("param_grad", grad).write(self._row, grad)
 
     def _on_step_end(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-        if self._capturing:
-            params = [p for _, p in self._params]
-            if self.policy.stats_only and params:
-                after = self._flat(params, torch.empty_like(self._before))
+        if not self._capturing:
+            self._step += 1
+            return
+        if self._params:
+            after = torch.cat(self._weights())
+            if self.policy.stats_only:
                 update = after - self._before
                 for slot in self.log.params:
                     self._keep_stats(f"{slot.name}:update", update[slot.offset: slot.offset + slot.numel])
-            elif params:
-                n = self.log.columns["param_before"].row_shape[0]
-                self._flat(params, self.log.column("param_after", params[0], (n,)).row(self._row))
-            self._commit()
-        else:
-            self._step += 1
-        self._capturing = False
+            elif self._deferred:
+                self._pending.append(("param_after", after, None))
+            else:
+                self.log.column("param_after", after).write(self._row, after)
+        self._commit()
 
     def _commit(self) -> None:
         epoch = self._step // self.steps_per_epoch if self.steps_per_epoch else 0
-        self.log.column("epoch", torch.tensor(0)).row(self._row).fill_(epoch)
+        items = self._pending if self._deferred else []
+        items += [("epoch", epoch, None), ("batch_size", getattr(self, "_batch", 1), None)]
+        if self.optimizer is not None:
+            items.append(("lr", float(self._lr), None))
+        if self._samples is not None:
+            items.append(("samples", self._samples, None))
+            self._samples = None
+        self.log.stage_step(self._row, items)
+        self._pending = []
+        self._grad_watch = []
         if self.log.step_index is not None:
             if self._row >= len(self.log.step_index):
                 grown = torch.empty(max(256, 2 * len(self.log.step_index)), dtype=torch.int64)

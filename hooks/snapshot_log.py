@@ -22,6 +22,9 @@ from hooks.columns import Column
 from hooks.snapshot_file import read_snapshot_file, write_snapshot_file
 
 STAT_NAMES = ("mean", "std", "norm", "min", "max")
+# Steps staged before they are stacked into the columns. Small enough that the staged tensor objects
+# don't give Python's cyclic GC much to walk; large enough that one stack serves many steps.
+STAGED_STEPS = 32
 
 
 @dataclass(frozen=True)
@@ -66,16 +69,67 @@ class SnapshotLog:
         self.layers = list(layers or [])
         self.meta = dict(meta or {})
         self.stat_bins = stat_bins
-        self.columns: dict[str, Column] = {}
+        self._columns: dict[str, Column] = {}
+        # Committed steps not yet in their columns: (row, [(name, tensor-or-number, version)]). The hot
+        # path only appends here; flush() moves a chunk's worth into the columns with one stack each.
+        self._staged: list[tuple[int, list[tuple[str, Any, int | None]]]] = []
         self.steps = 0        # committed steps
         self.step_index: torch.Tensor | None = None  # training step of each row when not every step is kept
         self.extras: dict[str, torch.Tensor] = {}  # tensors not per step (evaluations, data), saved as "extra:<name>"
 
     # ---- writing (used by the Recorder) ----
-    def column(self, name: str, like: torch.Tensor, row_shape: tuple[int, ...] | None = None) -> Column:
-        col = self.columns.get(name)
+    @property
+    def columns(self) -> dict[str, Column]:
+        self.flush()
+        return self._columns
+
+    @columns.setter
+    def columns(self, value: dict[str, Column]) -> None:
+        self._staged.clear()
+        self._columns = value
+
+    def stage_step(self, row: int, items: list[tuple[str, Any, int | None]]) -> None:
+        """Commit row `row`: items are (column name, detached tensor or number, tensor version or None)."""
+        self._staged.append((row, items))
+        if len(self._staged) >= STAGED_STEPS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, []
+        names = [item[0] for item in staged[0][1]]
+        if all(len(items) == len(names) and all(i[0] == n for i, n in zip(items, names)) for _, items in staged):
+            # The usual case, every step with the same fields in the same order: transpose, no per-item dicts.
+            rows = [row for row, _ in staged]
+            for name, column in zip(names, zip(*(items for _, items in staged))):
+                self._put(name, rows, column)
+            return
+        by_name: dict[str, tuple[list[int], list]] = {}
+        for row, items in staged:
+            for item in items:
+                rows, values = by_name.setdefault(item[0], ([], []))
+                rows.append(row)
+                values.append(item)
+        for name, (rows, values) in by_name.items():
+            self._put(name, rows, values)
+
+    def _put(self, name: str, rows: list[int], items) -> None:
+        first = items[0][1]
+        if isinstance(first, torch.Tensor):
+            values = [(t, t._version if v is None else v) for _, t, v in items]
+            self.column(name, first).put_rows(rows, values)
+        else:
+            dtype = torch.int64 if isinstance(first, int) else torch.float64
+            self.column(name, row_shape=(), dtype=dtype).put_rows(rows, [v for _, v, _ in items])
+
+    def column(self, name: str, like: torch.Tensor | None = None, row_shape: tuple[int, ...] | None = None,
+               dtype: torch.dtype | None = None) -> Column:
+        """The column `name`, created on first use with rows shaped like `like` (or row_shape/dtype)."""
+        col = self._columns.get(name)
         if col is None:
-            col = self.columns[name] = Column(tuple(like.shape) if row_shape is None else row_shape, like.dtype)
+            shape = tuple(like.shape) if row_shape is None else row_shape
+            col = self._columns[name] = Column(shape, like.dtype if dtype is None else dtype, name=name)
         return col
 
     # ---- reading ----
@@ -240,5 +294,5 @@ class SnapshotLog:
         if "step" in arrays:
             log.step_index = torch.from_numpy(arrays.pop("step"))
         log.extras = {name[6:]: torch.from_numpy(arrays.pop(name)) for name in list(arrays) if name.startswith("extra:")}
-        log.columns = {name: Column.from_values(torch.from_numpy(a)) for name, a in arrays.items()}
+        log.columns = {name: Column.from_values(torch.from_numpy(a), name) for name, a in arrays.items()}
         return log

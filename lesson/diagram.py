@@ -29,6 +29,23 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size)
 
 
+@functools.lru_cache(maxsize=4096)
+def _text_mask(text: str, size: int) -> tuple[Image.Image, int, int]:
+    """A string rendered once as a 1-bit mask with its offset from the anchor point; numbers repeat from
+    frame to frame, so caching saves most of the drawing time."""
+    font = _font(size)
+    left, top, right, bottom = font.getbbox(text, anchor="mm")
+    mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(mask).text((-left, -top), text, font=font, fill=255, anchor="mm")
+    return mask.point(lambda v: 255 if v >= 128 else 0, "1"), left, top
+
+
+def _text(img: Image.Image, xy: tuple[int, int], text: str, size: int, colour: int) -> None:
+    """Paste `text` centred on xy, as ImageDraw.text(anchor="mm") would draw it."""
+    mask, left, top = _text_mask(text, size)
+    img.paste(colour, (xy[0] + left, xy[1] + top), mask)
+
+
 def _column(n: int) -> list[int]:
     top, bottom = 80, HEIGHT - 50
     gap = (bottom - top) / max(n - 1, 1)
@@ -41,7 +58,6 @@ def draw_network(weights: dict[str, torch.Tensor], inputs: torch.Tensor, hidden:
     img = Image.new("P", (WIDTH, HEIGHT), WHITE)
     img.putpalette([c for rgb in PALETTE for c in rgb])
     d = ImageDraw.Draw(img)
-    font, small = _font(15), _font(12)
     ys = [_column(3), _column(4), _column(2)]
     layers = (("hidden.weight", 0), ("output.weight", 1))
     for name, col in layers:
@@ -58,11 +74,11 @@ def draw_network(weights: dict[str, torch.Tensor], inputs: torch.Tensor, hidden:
         for i, y in enumerate(ys[col]):
             x = COLUMNS[col]
             d.ellipse([x - 30, y - 30, x + 30, y + 30], fill=NODE, outline=INK, width=2)
-            d.text((x, y - 7), labels[col][i], font=small, fill=INK, anchor="mm")
-            d.text((x, y + 9), values[col][i], font=small, fill=INK, anchor="mm")
-    d.text((WIDTH // 2, 24), title, font=font, fill=INK, anchor="mm")
-    d.text((WIDTH // 2, HEIGHT - 16), f"blue: positive weight, red: negative; thickest: |weight| of {num(scale, 2)} or more",
-           font=small, fill=GREY, anchor="mm")
+            _text(img, (x, y - 7), labels[col][i], 12, INK)
+            _text(img, (x, y + 9), values[col][i], 12, INK)
+    _text(img, (WIDTH // 2, 24), title, 15, INK)
+    _text(img, (WIDTH // 2, HEIGHT - 16), f"blue: positive weight, red: negative; thickest: |weight| of "
+          f"{num(scale, 2)} or more", 12, GREY)
     return img
 
 

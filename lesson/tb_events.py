@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import histogram, text
 
@@ -27,13 +27,16 @@ class EventWriter:
         self._file = self.writer._get_file_writer()
 
     def step(self, step: int, scalars: dict[str, float] | None = None,
-             histograms: dict[str, np.ndarray] | None = None, images: dict[str, bytes] | None = None) -> None:
-        """Write one event at `step` holding every given scalar, histogram and PNG image."""
+             histograms: dict[str, np.ndarray | HistogramProto] | None = None,
+             images: dict[str, bytes] | None = None) -> None:
+        """Write one event at `step` holding every given scalar, histogram (values or a ready proto) and PNG."""
         values = [Summary.Value(tag=tag, simple_value=float(v)) for tag, v in (scalars or {}).items()]
         values += [Summary.Value(tag=tag, image=png_image(png)) for tag, png in (images or {}).items()]
-        for tag, array in (histograms or {}).items():
-            if array.size:
-                values.extend(histogram(tag, array, bins=HISTOGRAM_BINS).value)
+        for tag, data in (histograms or {}).items():
+            if isinstance(data, HistogramProto):
+                values.append(Summary.Value(tag=tag, histo=data))
+            elif data.size:
+                values.extend(histogram(tag, data, bins=HISTOGRAM_BINS).value)
         if values:
             self._file.add_summary(Summary(value=values), global_step=step)
 

@@ -20,6 +20,8 @@ from lesson.tensorboard_scalars import write_scalars
 from lesson.view import LessonView
 
 DIAGRAM_TAG = "diagram/network at this step"
+# A diagram per step up to this many steps (the default lesson has 360); evenly spaced steps beyond.
+MAX_DIAGRAMS = 400
 GRAPH_TAG = "autograd/graph of step 0"
 HPARAM_METRICS = {
     "hparams/final training loss": "train_loss", "hparams/final held-out loss": "heldout_loss",
@@ -35,9 +37,10 @@ def diagram_frames(view: LessonView):
     inputs, hidden = log.inputs[:, 0], log.activation("hidden_act")[:, 0]
     conf = view.confidences(log.outputs[:, 0])
     steps, epochs, losses = log.step.tolist(), log.epoch.tolist(), log.loss.tolist()
+    samples = log.samples.tolist() if log.has("samples") else None
 
     def frame(row: int) -> dict[str, bytes]:
-        who = " + ".join(view.students_of(row)) if log.has("samples") else ""
+        who = " + ".join(view.names[i] for i in samples[row] if i >= 0) if samples else ""
         title = f"step {steps[row]} · epoch {epochs[row] + 1} · {who} · loss {num(losses[row])}"
         weights = {name: w[row] for name, w in before.items()}
         return {DIAGRAM_TAG: png_bytes(draw_network(weights, inputs[row], hidden[row], conf[row], title, scale))}
@@ -66,7 +69,7 @@ def write_lesson_tensorboard(events: EventWriter, view: LessonView, final_model:
     log, config = view.log, view.config
     written: dict[str, list[str]] = {}
     frames = diagram_frames(view) if len(log) else None
-    written["scalars+histograms"] = write_scalars(events, log, images=frames)
+    written["scalars+histograms"] = write_scalars(events, log, images=frames, image_steps=MAX_DIAGRAMS)
     written["images"] = [DIAGRAM_TAG] if frames else []
     writer = events.writer
     steps = lesson_steps(view)

@@ -14,7 +14,8 @@ import torch
 from hooks import SnapshotLog
 from lesson.evaluate import epoch_summary
 from lesson.names import all_weight_names
-from lesson.tb_events import EventWriter
+from lesson.tb_events import HISTOGRAM_BINS, EventWriter
+from tensorboard.compat.proto.summary_pb2 import HistogramProto
 
 # A parameter with more entries than this gets histograms but no scalar per entry.
 MAX_SCALARS_PER_PARAM = 64
@@ -74,20 +75,22 @@ def per_step_tags(log: SnapshotLog, lesson_names: bool) -> tuple[dict[str, np.nd
 
 
 def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = True,
-                  with_histograms: bool = True, images: Callable[[int], dict[str, bytes]] | None = None) -> list[str]:
+                  with_histograms: bool = True, images: Callable[[int], dict[str, bytes]] | None = None,
+                  image_steps: int = MAX_DENSE_STEPS) -> list[str]:
     """Write per-step scalars/histograms (one event per step, with images(row) if given) and per-epoch
     scalars; return the scalar and histogram tags."""
     scalars, histograms = per_step_tags(log, lesson_names)
     if not with_histograms:
         histograms = {}
     steps = log.step.tolist()
-    dense = sampled_rows(len(steps))
+    dense, pictured = sampled_rows(len(steps)), sampled_rows(len(steps), image_steps)
+    protos = {tag: histogram_protos(values, sorted(dense)) for tag, values in histograms.items()}
+    scalar_rows = {tag: values.tolist() for tag, values in scalars.items()}
     for row, step in enumerate(steps):
-        keep = row in dense
         events.step(step,
-                    {tag: values[row] for tag, values in scalars.items()},
-                    {tag: _finite(values[row]) for tag, values in histograms.items()} if keep else None,
-                    images(row) if images is not None and keep else None)
+                    {tag: values[row] for tag, values in scalar_rows.items()},
+                    {tag: by_row[row] for tag, by_row in protos.items() if row in by_row},
+                    images(row) if images is not None and row in pictured else None)
     epochs = epoch_summary(log)
     epoch_tags = {
         "1 loss/epoch: mean of its steps": "step_loss_mean", "1 loss/epoch: all training students": "train_loss",
@@ -101,7 +104,26 @@ def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = Tr
     return [*scalars, *[t for t, k in epoch_tags.items() if k in epochs], *histograms]
 
 
-def _finite(values: np.ndarray) -> np.ndarray:
-    """Histograms skip padding (NaN rows of a short last batch) and anything non-finite after divergence."""
-    flat = values.reshape(-1)
-    return flat[np.isfinite(flat)] if not np.isfinite(flat).all() else flat
+def histogram_protos(values: np.ndarray, rows: list[int], bins: int = HISTOGRAM_BINS) -> dict[int, HistogramProto]:
+    """TensorBoard histograms of many steps at once: `bins` even buckets over each step's own range,
+    counted for all steps with one vectorised pass (NaN padding and non-finite values left out)."""
+    t = torch.from_numpy(np.ascontiguousarray(values[rows])).reshape(len(rows), -1).double()
+    finite = torch.isfinite(t)
+    lo = torch.where(finite, t, torch.inf).amin(1)
+    hi = torch.where(finite, t, -torch.inf).amax(1)
+    width = (hi - lo).clamp_min(1e-12) / bins
+    idx = ((t - lo[:, None]) / width[:, None]).floor().clamp(0, bins - 1).nan_to_num(0).long()
+    idx += torch.arange(len(rows))[:, None] * bins
+    counts = torch.bincount(idx[finite], minlength=len(rows) * bins).view(len(rows), bins).double()
+    zero = torch.zeros((), dtype=torch.float64)
+    sums = torch.where(finite, t, zero).sum(1)
+    squares = torch.where(finite, t * t, zero).sum(1)
+    num = finite.sum(1)
+    out = {}
+    for k, row in enumerate(rows):
+        if num[k] == 0:
+            continue
+        edges = (lo[k] + width[k] * torch.arange(1, bins + 1)).tolist()
+        out[row] = HistogramProto(min=float(lo[k]), max=float(hi[k]), num=int(num[k]), sum=float(sums[k]),
+                                  sum_squares=float(squares[k]), bucket_limit=edges, bucket=counts[k].tolist())
+    return out

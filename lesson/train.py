@@ -63,17 +63,7 @@ def train(config: LessonConfig, students: StudentTable | None = None, *,
     try:
         with Recorder(model, optimizer, loss_fn, steps_per_epoch=len(loader), policy=policy, meta=meta) as rec:
             run.log = rec.log
-            for epoch in range(config.epochs):
-                for (idx,) in loader:
-                    rec.mark_samples(idx)  # optional: lets the log say "this step was Sarah"
-                    optimizer.zero_grad()
-                    loss = loss_fn(model(x[idx]), y[idx])
-                    loss.backward()
-                    if not torch.isfinite(loss):
-                        raise Diverged(_divergence_message(rec.log, loss), len(rec.log))
-                    optimizer.step()
-                if on_epoch is not None:
-                    on_epoch(epoch, float(rec.log.loss[-len(loader):].mean()))
+            run_epochs(model, optimizer, loss_fn, loader, x, y, config.epochs, rec, on_epoch)
     except Diverged as err:
         run.stopped = f"diverged: {err}"
         add_evaluations(run.log, model, config, scaler, students, initial)
@@ -88,9 +78,31 @@ def train(config: LessonConfig, students: StudentTable | None = None, *,
     return run
 
 
-def _divergence_message(log: SnapshotLog, loss: torch.Tensor) -> str:
+def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: torch.nn.Module,
+               loader: DataLoader, x: torch.Tensor, y: torch.Tensor, epochs: int, rec: Recorder | None = None,
+               on_epoch: Callable[[int, float], None] | None = None) -> None:
+    """The training loop itself; `rec` (optional) only gets told which students each step uses."""
+    for epoch in range(epochs):
+        total = torch.zeros(())
+        for (idx,) in loader:
+            if rec is not None:
+                rec.mark_samples(idx)  # optional: lets the log say "this step was Sarah"
+            optimizer.zero_grad()
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            if not torch.isfinite(loss):
+                raise Diverged(_divergence_message(rec, loss) if rec is not None else
+                               f"training diverged: the loss is {float(loss.detach())}", len(rec.log) if rec else -1)
+            optimizer.step()
+            total += loss.detach()
+        if on_epoch is not None:
+            on_epoch(epoch, float(total) / len(loader))
+
+
+def _divergence_message(rec: Recorder, loss: torch.Tensor) -> str:
     """Name the step, and the first quantity that went non-finite: a gradient or weight of an earlier
     step, or else a layer's activation in this step's forward pass (the row the Recorder was filling)."""
+    log = rec.log
     step = len(log)
     culprit = None
     for i in range(len(log) - 1, -1, -1):
@@ -101,10 +113,11 @@ def _divergence_message(log: SnapshotLog, loss: torch.Tensor) -> str:
             break
         culprit = f"{bad[0]} at step {i}"
     if culprit is None:
+        inputs = rec.pending("inputs")
+        batch = inputs.shape[0] if inputs is not None else None
         for layer in log.layers:
-            column = log.columns.get(f"act:{layer}")
-            batch = int(log.columns["batch_size"].row(step)) if "batch_size" in log.columns else None
-            if column is not None and not torch.isfinite(column.row(step)[:batch]).all():
+            value = rec.pending(f"act:{layer}")
+            if value is not None and not torch.isfinite(value[:batch]).all():
                 culprit = f"the output of layer '{layer}' in step {step}'s forward pass"
                 break
     return (f"training diverged at step {step}: the loss is {float(loss.detach())}; first non-finite quantity: "

@@ -1,0 +1,186 @@
+"""Benchmark: python -m lesson.bench [--rounds 5] [--steps 3000]
+
+Every variant runs the project's own code paths, alternating within each round so that the machine's
+noise hits them alike; the table shows medians and ratios to the bare loop measured in the same round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from data import Standardizer, load_students
+from hooks import CapturePolicy, Recorder
+from lesson.config import LessonConfig, build_loss, build_model, loss_targets
+from lesson.evaluate import add_evaluations
+from lesson.tb_events import EventWriter
+from lesson.tensorboard_lesson import write_lesson_tensorboard
+from lesson.train import run_epochs
+from lesson.view import LessonView
+from models import make_mlp
+
+TARGETS = {"full capture": 1.3, "full capture + complete export": 2.0, "statistics only, every step": 1.1}
+
+
+def lesson_parts(config: LessonConfig):
+    students = load_students()
+    training = students.training()
+    scaler = Standardizer.fit(training.features)
+    x, y = scaler(training.features), loss_targets(config, training.labels)
+    model = build_model(config)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr)
+    loader = DataLoader(TensorDataset(torch.arange(len(training))), batch_size=1)
+    return students, scaler, x, y, model, opt, build_loss(config), loader
+
+
+def lesson_variant(name: str, epochs: int) -> float:
+    """Seconds for `epochs` of the lesson's per-sample loop under variant `name`."""
+    config = LessonConfig(epochs=epochs)
+    students, scaler, x, y, model, opt, loss_fn, loader = lesson_parts(config)
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    meta = {"config": config.to_dict(), "sample_names": list(students.training().names),
+            "heldout_names": list(students.held_out().names)}
+    if name == "naive capture":
+        return _naive(model, opt, loss_fn, loader, x, y, epochs)
+    started = time.perf_counter()
+    if name == "bare":
+        run_epochs(model, opt, loss_fn, loader, x, y, epochs)
+        return time.perf_counter() - started
+    with Recorder(model, opt, loss_fn, steps_per_epoch=len(loader), meta=meta) as rec:
+        run_epochs(model, opt, loss_fn, loader, x, y, epochs, rec)
+    if name == "full capture + complete export":
+        add_evaluations(rec.log, model, config, scaler, students, initial)
+        with tempfile.TemporaryDirectory() as tmp:
+            rec.log.save(Path(tmp) / "snapshots.npz")
+            events = EventWriter(Path(tmp))
+            write_lesson_tensorboard(events, LessonView.of(rec.log), model)
+            events.close()
+    lesson_variant.last_log = rec.log
+    return time.perf_counter() - started
+
+
+def _naive(model, opt, loss_fn, loader, x, y, epochs) -> float:
+    """The obvious way: a dict of .clone()s per step and full module backward hooks."""
+    steps, current = [], {}
+    handles = []
+    for name, module in model.named_children():
+        handles.append(module.register_forward_hook(
+            lambda m, i, o, name=name: current.__setitem__(f"act:{name}", o.detach().clone())))
+        handles.append(module.register_full_backward_hook(
+            lambda m, gi, go, name=name: current.__setitem__(f"grad:{name}", go[0].detach().clone())))
+    started = time.perf_counter()
+    for _ in range(epochs):
+        for (idx,) in loader:
+            opt.zero_grad()
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            current.update({f"before:{n}": p.detach().clone() for n, p in model.named_parameters()})
+            current.update({f"grad:{n}": p.grad.clone() for n, p in model.named_parameters()})
+            opt.step()
+            current.update({f"after:{n}": p.detach().clone() for n, p in model.named_parameters()})
+            current["loss"] = loss.detach().clone()
+            steps.append(dict(current))
+    elapsed = time.perf_counter() - started
+    for h in handles:
+        h.remove()
+    return elapsed
+
+
+def bridge_variant(name: str, steps: int) -> float:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64 * 50, 64, generator=g), torch.randint(0, 10, (64 * 50,), generator=g)
+    torch.manual_seed(0)
+    model = make_mlp([64, 128, 64, 10])
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loss_fn = nn.CrossEntropyLoss()
+    loader = DataLoader(TensorDataset(x, y), batch_size=64)
+    policy = {"statistics only, every step": CapturePolicy.stats(), "full, every 10th step": CapturePolicy.every_k(10)}
+    rec = Recorder(model, opt, loss_fn, policy=policy[name]) if name != "bare" else contextlib.nullcontext()
+    started = time.perf_counter()
+    with rec:
+        done = 0
+        while done < steps:
+            for xb, yb in loader:
+                opt.zero_grad()
+                loss_fn(model(xb), yb).backward()
+                opt.step()
+                done += 1
+                if done == steps:
+                    break
+    return time.perf_counter() - started
+
+
+def cli_seconds() -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "lesson", "--quiet", "--logdir", tmp], check=True,
+                       stdout=subprocess.DEVNULL)
+        return time.perf_counter() - started
+
+
+def rounds(variants: list[str], run: Callable[[str], float], n: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(n):
+        order = variants if r % 2 == 0 else variants[::-1]  # alternate, so drift hits every variant alike
+        for v in order:
+            times[v].append(run(v))
+    return times
+
+
+def table(title: str, times: dict[str, list[float]], steps: int) -> list[str]:
+    bare = times["bare"]
+    lines = [f"{title}", f"| variant | median µs/step | ratio to bare (median of per-round ratios) | target |",
+             "|---|---|---|---|"]
+    for v, ts in times.items():
+        ratio = statistics.median(t / b for t, b in zip(ts, bare))
+        target = TARGETS.get(v)
+        verdict = "" if target is None else f"≤ {target}× {'met' if ratio <= target else 'MISSED'}"
+        lines.append(f"| {v} | {1e6 * statistics.median(ts) / steps:.1f} | {ratio:.2f}× | {verdict} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lesson.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=5, help="rounds of alternating variants (default: 5)")
+    p.add_argument("--steps", type=int, default=3000, help="lesson steps per variant, per-sample (default: 3000)")
+    p.add_argument("--bridge-steps", type=int, default=500, help="bridge MLP steps, batch 64 (default: 500)")
+    p.add_argument("--cli-runs", type=int, default=3, help="end-to-end CLI runs (default: 3)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)  # tiny tensors: threads only add noise
+    started = time.perf_counter()
+    epochs = -(-args.steps // 6)
+    steps = epochs * 6
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread; {args.rounds} rounds\n", flush=True)
+    lesson = rounds(["bare", "full capture", "full capture + complete export", "naive capture"],
+                    lambda v: lesson_variant(v, epochs), args.rounds)
+    print("\n".join(table(f"Lesson net 3→4→2, per-sample, {steps} steps", lesson, steps)), "\n", flush=True)
+    log = lesson_variant.last_log
+    print(f"SnapshotLog memory ({len(log)} steps, full capture): {log.nbytes / len(log):.0f} bytes/step held, "
+          f"{log.number_bytes / len(log):.0f} bytes/step of numbers: {log.nbytes / log.number_bytes:.2f}× "
+          f"(target ≤ 1.5×)\n", flush=True)
+    bridge = rounds(["bare", "statistics only, every step", "full, every 10th step"],
+                    lambda v: bridge_variant(v, args.bridge_steps), args.rounds)
+    params = sum(p.numel() for p in make_mlp([64, 128, 64, 10]).parameters())
+    print("\n".join(table(f"Bridge MLP 64→128→64→10 ({params} parameters), batch 64, {args.bridge_steps} steps",
+                          bridge, args.bridge_steps)), "\n", flush=True)
+    cli = [cli_seconds() for _ in range(args.cli_runs)]
+    print(f"Default CLI lesson run end to end (process start to last event flushed): median "
+          f"{statistics.median(cli):.2f} s of {len(cli)} runs (target < 5 s)")
+    print(f"\nbenchmark took {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
