@@ -31,7 +31,8 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from hooks.policy import CapturePolicy
-from hooks.snapshot_log import STAT_NAMES, ParamSlot, SnapshotLog
+from hooks.snapshot_log import ParamSlot, SnapshotLog
+from hooks.statistics import row_stats
 
 _ACTIVE_ATTR = "_nn_lesson_recorder"
 
@@ -66,7 +67,7 @@ class Recorder:
         # step's fresh tensors, and the log stacks a chunk of steps into its columns at once. Parameters,
         # which the optimizer changes in place, are copied (one cat) when seen. A model with in-place
         # modules (ReLU(inplace=True)) changes its outputs after the hook, so it is copied eagerly instead.
-        self._deferred = not self.policy.stats_only and not any(getattr(m, "inplace", False) for _, m in self._leaves)
+        self._deferred = not any(getattr(m, "inplace", False) for _, m in self._leaves)
         self._pending: list[tuple[str, Any, int | None]] = []
         self._grad_watch: list[tuple[str, torch.Tensor]] = []
         self._samples: torch.Tensor | None = None
@@ -141,15 +142,8 @@ class Recorder:
             self.log.column(name, value).write(self._row, value.detach())
 
     def _keep_stats(self, name: str, value: torch.Tensor) -> None:
-        v = value.detach().reshape(-1).to(torch.float64 if value.dtype == torch.float64 else torch.float32)
-        row = self.log.column(f"stats:{name}", v, (len(STAT_NAMES) + self.policy.bins,)).row(self._row)
-        if v.numel() == 0:
-            row.fill_(float("nan"))
-            return
-        std, mean = torch.std_mean(v, correction=0)
-        lo, hi = torch.aminmax(v)
-        torch.stack([mean, std, torch.linalg.vector_norm(v), lo, hi], out=row[: len(STAT_NAMES)])
-        torch.histc(v, self.policy.bins, out=row[len(STAT_NAMES):])
+        stats = row_stats(value.detach().reshape(1, -1), self.policy.bins)[0]
+        self.log.column(f"stats:{name}", stats).write(self._row, stats)
 
     def _on_model_input(self, module: nn.Module, args: tuple) -> None:
         self._called.clear()
@@ -202,10 +196,10 @@ class Recorder:
             return
         if len(args) > 1 and isinstance(args[1], torch.Tensor) and not self.policy.stats_only:
             self._keep("targets", args[1])
-        if self.policy.stats_only:
-            self.log.column("loss", row_shape=(), dtype=loss.dtype).row(self._row).copy_(loss.detach())
-        else:
+        if self._deferred:
             self._keep("loss", loss)
+        else:
+            self.log.column("loss", row_shape=(), dtype=loss.dtype).row(self._row).copy_(loss.detach())
 
     def _weights(self) -> list[torch.Tensor]:
         return [v if v is not None else p.detach().reshape(-1) for v, (_, p) in zip(self._flat_params, self._params)]
@@ -220,7 +214,7 @@ class Recorder:
         if not self._params:
             return
         grads = [p.grad if p.grad is not None else torch.full_like(p, float("nan")) for _, p in self._params]
-        if self.policy.stats_only:
+        if self.policy.stats_only and not self._deferred:
             self._before = torch.cat(self._weights())
             for (name, p), g in zip(self._params, grads):
                 self._keep_stats(f"{name}:value", p)
@@ -239,7 +233,7 @@ class Recorder:
             return
         if self._params:
             after = torch.cat(self._weights())
-            if self.policy.stats_only:
+            if self.policy.stats_only and not self._deferred:
                 update = after - self._before
                 for slot in self.log.params:
                     self._keep_stats(f"{slot.name}:update", update[slot.offset: slot.offset + slot.numel])

@@ -20,8 +20,8 @@ import torch
 
 from hooks.columns import Column
 from hooks.snapshot_file import read_snapshot_file, write_snapshot_file
+from hooks.statistics import STAT_NAMES, row_stats
 
-STAT_NAMES = ("mean", "std", "norm", "min", "max")
 # Steps staged before they are stacked into the columns. Small enough that the staged tensor objects
 # don't give Python's cyclic GC much to walk; large enough that one stack serves many steps.
 STAGED_STEPS = 32
@@ -104,6 +104,7 @@ class SnapshotLog:
             rows = [row for row, _ in staged]
             for name, column in zip(names, zip(*(items for _, items in staged))):
                 self._put(name, rows, column)
+            self._put_updates(rows)
             return
         by_name: dict[str, tuple[list[int], list]] = {}
         for row, items in staged:
@@ -113,15 +114,47 @@ class SnapshotLog:
                 values.append(item)
         for name, (rows, values) in by_name.items():
             self._put(name, rows, values)
+        self._put_updates(rows)
+
+    def _put_updates(self, rows: list[int]) -> None:
+        after = self.__dict__.pop("_pending_after", None)
+        before = self.__dict__.pop("_pending_before", None)
+        if after is None or before is None:
+            return
+        update = after - before
+        for p in self.params:
+            stats = row_stats(update[:, p.offset: p.offset + p.numel], self.stat_bins)
+            self.column(f"stats:{p.name}:update", stats[0]).put_rows(rows, [(r, r._version) for r in stats])
 
     def _put(self, name: str, rows: list[int], items) -> None:
         first = items[0][1]
-        if isinstance(first, torch.Tensor):
+        if self.stat_bins and isinstance(first, torch.Tensor) and first.dim() > 0:  # 0-d (the loss) stays
+            self._put_stats(name, rows, items)
+        elif isinstance(first, torch.Tensor):
             values = [(t, t._version if v is None else v) for _, t, v in items]
             self.column(name, first).put_rows(rows, values)
         else:
             dtype = torch.int64 if isinstance(first, int) else torch.float64
             self.column(name, row_shape=(), dtype=dtype).put_rows(rows, [v for _, v, _ in items])
+
+    def _put_stats(self, name: str, rows: list[int], items) -> None:
+        """Statistics policy: reduce a batch of staged steps to statistics rows; the raw values are dropped."""
+        if any(t._version != v for _, t, v in items if v is not None):
+            raise RuntimeError(f"column {name!r}: a captured value was changed in place after the hook saw it")
+        stacked = torch.stack([t for _, t, _ in items])
+        if name.startswith("param_"):
+            which = {"param_before": "value", "param_grad": "grad", "param_after": "after"}[name]
+            if which == "after":  # the update is what the statistics keep: after - before, per parameter
+                self._pending_after = stacked
+                return
+            if which == "value":
+                self._pending_before = stacked
+            groups = [(f"{p.name}:{which}", stacked[:, p.offset: p.offset + p.numel]) for p in self.params]
+        else:
+            groups = [(name, stacked)]
+        for stat_name, values in groups:
+            stats = row_stats(values, self.stat_bins)
+            self.column(f"stats:{stat_name}", stats[0]).put_rows(rows, [(r, r._version) for r in stats])
 
     def column(self, name: str, like: torch.Tensor | None = None, row_shape: tuple[int, ...] | None = None,
                dtype: torch.dtype | None = None) -> Column:

@@ -105,7 +105,8 @@ def bridge_variant(name: str, steps: int) -> float:
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     loss_fn = nn.CrossEntropyLoss()
     loader = DataLoader(TensorDataset(x, y), batch_size=64)
-    policy = {"statistics only, every step": CapturePolicy.stats(), "full, every 10th step": CapturePolicy.every_k(10)}
+    policy = {"statistics only, every step": CapturePolicy.stats(), "statistics only, every 10th step":
+              CapturePolicy.stats(every=10), "full, every 10th step": CapturePolicy.every_k(10)}
     rec = Recorder(model, opt, loss_fn, policy=policy[name]) if name != "bare" else contextlib.nullcontext()
     started = time.perf_counter()
     with rec:
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SnapshotLog memory ({len(log)} steps, full capture): {log.nbytes / len(log):.0f} bytes/step held, "
           f"{log.number_bytes / len(log):.0f} bytes/step of numbers: {log.nbytes / log.number_bytes:.2f}× "
           f"(target ≤ 1.5×)\n", flush=True)
-    bridge = rounds(["bare", "statistics only, every step", "full, every 10th step"],
+    bridge = rounds(["bare", "statistics only, every step", "statistics only, every 10th step", "full, every 10th step"],
                     lambda v: bridge_variant(v, args.bridge_steps), args.rounds)
     params = sum(p.numel() for p in make_mlp([64, 128, 64, 10]).parameters())
     print("\n".join(table(f"Bridge MLP 64→128→64→10 ({params} parameters), batch 64, {args.bridge_steps} steps",
