@@ -10,6 +10,8 @@ bulk through put_rows, one torch.stack per column for up to a chunk of steps.
 
 from __future__ import annotations
 
+import bisect
+
 import torch
 
 CHUNK_ROWS = 256
@@ -60,23 +62,37 @@ class Column:
             for r, (t, _) in zip(rows, values):
                 self.write(r, t)
 
+    def _locate(self, i: int) -> tuple[int, int]:
+        """(chunk, offset) of row i. Chunks grow 16, 32, ... up to chunk_rows rows, so a short log
+        stays small and a long one costs one chunk of slack at most."""
+        chunk = bisect.bisect_right(self._starts(), i) - 1
+        return chunk, i - self._starts()[chunk]
+
+    def _starts(self) -> list[int]:
+        starts, total = [], 0
+        for c in self.chunks:
+            starts.append(total)
+            total += len(c)
+        return starts
+
     def _put(self, start: int, values: torch.Tensor) -> None:
         """Copy consecutive rows starting at `start` into their chunk(s)."""
         done = 0
         while done < len(values):
-            chunk, offset = divmod(start + done, self.chunk_rows)
-            n = min(len(values) - done, self.chunk_rows - offset)
+            chunk, offset = self._locate(start + done)
+            n = min(len(values) - done, len(self.chunks[chunk]) - offset)
             self.chunks[chunk][offset: offset + n].copy_(values[done: done + n])
             done += n
 
     def _allocate(self, i: int) -> None:
-        while i >= len(self.chunks) * self.chunk_rows:
-            self.chunks.append(torch.full((self.chunk_rows, *self.row_shape), pad_value(self.dtype), dtype=self.dtype))
+        while i >= sum(len(c) for c in self.chunks):
+            rows = min(self.chunk_rows, 16 << len(self.chunks))
+            self.chunks.append(torch.full((rows, *self.row_shape), pad_value(self.dtype), dtype=self.dtype))
 
     def row(self, i: int) -> torch.Tensor:
         """The storage of row i, to write into directly (the eager path); allocates chunks as needed."""
         self._allocate(i)
-        chunk, offset = divmod(i, self.chunk_rows)
+        chunk, offset = self._locate(i)
         return self.chunks[chunk][offset]
 
     def write(self, i: int, value: torch.Tensor) -> None:
@@ -99,7 +115,7 @@ class Column:
         self.row_shape = (batch, *self.row_shape[1:])
         self.chunks = []
         for chunk in old:
-            wide = torch.full((self.chunk_rows, *self.row_shape), pad_value(self.dtype), dtype=self.dtype)
+            wide = torch.full((len(chunk), *self.row_shape), pad_value(self.dtype), dtype=self.dtype)
             wide[:, : chunk.shape[1]].copy_(chunk)
             self.chunks.append(wide)
 
@@ -108,9 +124,9 @@ class Column:
         """Rows 0..n-1 as one tensor (a view when they sit in a single chunk)."""
         if n == 0:
             return torch.empty((0, *self.row_shape), dtype=self.dtype)
-        used = -(-n // self.chunk_rows)
-        if used == 1:
+        if n <= len(self.chunks[0]):
             return self.chunks[0][:n]
+        used = self._locate(n - 1)[0] + 1
         return torch.cat(self.chunks[:used])[:n]
 
     @property

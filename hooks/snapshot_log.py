@@ -141,7 +141,12 @@ class SnapshotLog:
         """Statistics policy: reduce a batch of staged steps to statistics rows; the raw values are dropped."""
         if any(t._version != v for _, t, v in items if v is not None):
             raise RuntimeError(f"column {name!r}: a captured value was changed in place after the hook saw it")
-        stacked = torch.stack([t for _, t, _ in items])
+        tensors = [t for _, t, _ in items]
+        if any(t.shape != tensors[0].shape for t in tensors):  # batches of different sizes: one by one
+            for row, t in zip(rows, tensors):
+                self._put_stats(name, [row], [(name, t, t._version)])
+            return
+        stacked = torch.stack(tensors)
         if name.startswith("param_"):
             which = {"param_before": "value", "param_grad": "grad", "param_after": "after"}[name]
             if which == "after":  # the update is what the statistics keep: after - before, per parameter

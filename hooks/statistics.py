@@ -31,7 +31,7 @@ def row_stats(values: torch.Tensor, bins: int) -> torch.Tensor:
     width = (hi - lo) / bins
     scale = torch.where(width > 0, 1 / width, torch.zeros_like(width))
     idx = ((xs - lo[:, None]) * scale[:, None]).long().clamp_(0, bins - 1)
-    idx += torch.arange(x.shape[0])[:, None] * bins
+    idx += torch.arange(x.shape[0], device=x.device)[:, None] * bins
     hist = torch.bincount((idx if bool(finite.all()) else idx[finite]).reshape(-1), minlength=x.shape[0] * bins)
     out = torch.cat([torch.stack([mean, std, squares.sqrt(), lo, hi], 1), hist.view(-1, bins).to(x.dtype)], 1)
     out[count == 0] = float("nan")

@@ -23,6 +23,8 @@ examples:
   nn-lesson --lr 0.05 --epochs 200       a slower learner
   nn-lesson --data my_class.csv          your own students (columns: name,hours_studied,hours_slept,
                                          previous_score,label[,split]; label PASS/FAIL or 1/0)
+  nn-lesson bridge --optimizer momentum  the same hooks on real digits, DataLoader and all (needs the
+                                         'bridge' extra: pip install 'nn-lesson[bridge]'); see bridge --help
   tensorboard --logdir runs              then open the printed address
 """
 
@@ -84,6 +86,9 @@ def lesson_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bridge"]:
+        from lesson.bridge_cli import bridge_main
+        return bridge_main(argv[1:])
     parser = lesson_parser()
     args = parser.parse_args(argv)
     if args.step is not None or args.snapshot is not None:

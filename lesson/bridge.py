@@ -1,0 +1,127 @@
+"""The bridge lesson: the same Recorder on a real data set (scikit-learn's 8x8 digits, shipped inside
+scikit-learn, no download) and the training code people actually write: DataLoader, mini-batches,
+an MLP, SGD / SGD with momentum / Adam, a held-out split, accuracy per epoch."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from hooks import CapturePolicy, Recorder, SnapshotLog
+from models import make_mlp
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+DEFAULT_LR = {"sgd": 0.3, "momentum": 0.05, "adam": 0.003}
+
+
+class MissingExtra(RuntimeError):
+    """scikit-learn is not installed; str() says which extra to install."""
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    optimizer: str = "adam"
+    lr: float | None = None        # None: DEFAULT_LR of the optimizer
+    epochs: int = 20
+    batch_size: int = 64
+    hidden: int = 32
+    seed: int = 0
+    heldout_fraction: float = 0.2
+    policy: str = "every:10"      # full | every:K | stats | stats:K
+    device: str = "cpu"
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    def capture_policy(self) -> CapturePolicy:
+        kind, _, k = self.policy.partition(":")
+        every = int(k) if k else 1
+        if kind == "full":
+            return CapturePolicy.every_k(every)
+        if kind == "every":
+            return CapturePolicy.every_k(every)
+        if kind == "stats":
+            return CapturePolicy.stats(every=every)
+        raise ValueError(f"policy must be full, every:K, stats or stats:K, not {self.policy!r}")
+
+
+@dataclass
+class BridgeRun:
+    config: BridgeConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    log: SnapshotLog
+    accuracy: list[float]          # held-out accuracy after each epoch
+    train_accuracy: list[float]
+    heldout: tuple[torch.Tensor, torch.Tensor]  # images (N, 64) scaled 0..1, labels
+    seconds: float
+
+
+def load_digits_split(seed: int, heldout_fraction: float) -> tuple[torch.Tensor, ...]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise MissingExtra("the bridge lesson needs scikit-learn for its digits data set: "
+                           "pip install 'nn-lesson[bridge]'") from None
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0   # pixel intensities 0..16 -> 0..1
+    y = torch.tensor(digits.target, dtype=torch.int64)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n_held = int(len(x) * heldout_fraction)
+    held, train = order[:n_held], order[n_held:]
+    return x[train], y[train], x[held], y[held]
+
+
+def build_optimizer(config: BridgeConfig, params) -> torch.optim.Optimizer:
+    lr = config.learning_rate
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if config.optimizer == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {config.optimizer!r}")
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def train_bridge(config: BridgeConfig, on_epoch: Callable[[int, float, float], None] | None = None) -> BridgeRun:
+    device = torch.device(config.device)
+    x_train, y_train, x_held, y_held = load_digits_split(config.seed, config.heldout_fraction)
+    x_train, y_train, x_held, y_held = (t.to(device) for t in (x_train, y_train, x_held, y_held))
+    torch.manual_seed(config.seed)
+    model = make_mlp([64, config.hidden, 10]).to(device)
+    optimizer = build_optimizer(config, model.parameters())
+    loss_fn = nn.CrossEntropyLoss()
+    loader = DataLoader(TensorDataset(x_train, y_train), batch_size=config.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(config.seed))
+    held_acc, train_acc = [], []
+    started = time.perf_counter()
+    meta = {"bridge": asdict(config), "classes": [str(d) for d in range(10)]}
+    with Recorder(model, optimizer, loss_fn, steps_per_epoch=len(loader), policy=config.capture_policy(),
+                  meta=meta) as rec:
+        for epoch in range(config.epochs):
+            model.train()
+            for xb, yb in loader:          # the loop people write; nothing in it knows about rec
+                optimizer.zero_grad()
+                loss = loss_fn(model(xb), yb)
+                loss.backward()
+                optimizer.step()
+            model.eval()
+            held_acc.append(accuracy(model, x_held, y_held))   # no_grad forwards: not steps, not recorded
+            train_acc.append(accuracy(model, x_train, y_train))
+            if on_epoch is not None:
+                on_epoch(epoch, train_acc[-1], held_acc[-1])
+    seconds = time.perf_counter() - started
+    rec.log.extras.update({"heldout_accuracy_by_epoch": torch.tensor(held_acc),
+                           "train_accuracy_by_epoch": torch.tensor(train_acc)})
+    return BridgeRun(config, model, optimizer, rec.log, held_acc, train_acc, (x_held.cpu(), y_held.cpu()), seconds)

@@ -1,0 +1,61 @@
+"""The bridge run in TensorBoard, in the lesson's tag layout where it applies, plus digit images with
+the model's predictions and the pages of bridge_pages."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from lesson.bridge import BridgeRun
+from lesson.bridge_pages import accuracy_page, loop_page, optimizer_page
+from lesson.tb_events import EventWriter, png_image
+from lesson.tensorboard_scalars import write_scalars
+from tensorboard.compat.proto.summary_pb2 import Summary
+
+DIGITS_TAG = "digits/held-out predictions"
+
+
+def digit_grid(images: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor, n: int = 24) -> bytes:
+    """8x8 digits enlarged, each captioned 'guess (truth)', wrong guesses in red."""
+    cell, cols = 64, 8
+    rows = -(-n // cols)
+    grid = Image.new("RGB", (cols * cell, rows * (cell + 14)), "white")
+    draw = ImageDraw.Draw(grid)
+    for i in range(min(n, len(images))):
+        pixels = (255 - images[i].reshape(8, 8).numpy() * 255).clip(0, 255).astype(np.uint8)
+        digit = Image.fromarray(pixels, "L").resize((cell - 8, cell - 8), Image.NEAREST)
+        x, y = (i % cols) * cell, (i // cols) * (cell + 14)
+        grid.paste(digit, (x + 4, y + 4))
+        right = int(predicted[i]) == int(labels[i])
+        draw.text((x + 6, y + cell - 4), f"{int(predicted[i])} ({int(labels[i])})",
+                  fill=(20, 20, 20) if right else (220, 38, 38))
+    out = io.BytesIO()
+    grid.save(out, format="PNG")
+    return out.getvalue()
+
+
+def write_bridge_tensorboard(events: EventWriter, run: BridgeRun) -> None:
+    log = run.log
+    if log.has("param_after"):
+        write_scalars(events, log, lesson_names=False)
+    else:  # statistics only: the health check from the recorded statistics
+        for row, step in enumerate(log.step.tolist()):
+            scalars = {"1 loss/this step's batch": float(log.loss[row])}
+            for name in log.param_names:
+                value_std = log.stat(f"{name}:value", "std")[row]
+                scalars[f"6 health/update-to-weight ratio {name}"] = float(
+                    log.stat(f"{name}:update", "std")[row] / value_std)
+            events.step(step, scalars)
+    for e, (train, held) in enumerate(zip(run.train_accuracy, run.accuracy)):
+        events.step(e + 1, {"2 accuracy/epoch: training digits": train, "2 accuracy/epoch: held-out digits": held})
+    x, y = run.heldout
+    with torch.no_grad():
+        predicted = run.model(x.to(next(run.model.parameters()).device)).argmax(1).cpu()
+    events.add(Summary(value=[Summary.Value(tag=DIGITS_TAG, image=png_image(digit_grid(x, y, predicted)))]),
+               int(log.step[-1]) if len(log) else 0)
+    for title, markdown in (loop_page(), optimizer_page(run), accuracy_page(run)):
+        events.text(title, markdown)
+    events.writer.add_graph(run.model, x[:1].to(next(run.model.parameters()).device))
