@@ -61,15 +61,16 @@ def draw_network(weights: dict[str, torch.Tensor], inputs: torch.Tensor, hidden:
     ys = [_column(3), _column(4), _column(2)]
     layers = (("hidden.weight", 0), ("output.weight", 1))
     for name, col in layers:
-        w = weights[name]
-        for target in range(w.shape[0]):
-            for source in range(w.shape[1]):
-                value = float(w[target, source])
+        w = weights[name].tolist()  # plain floats: indexing a tensor per line costs more than drawing it
+        for target in range(len(w)):
+            for source in range(len(w[0])):
+                value = w[target][source]
                 width = max(1, round(MAX_LINE * min(abs(value) / scale, 1.0)))
                 d.line([(COLUMNS[col] + 30, ys[col][source]), (COLUMNS[col + 1] - 30, ys[col + 1][target])],
                        fill=POSITIVE if value >= 0 else NEGATIVE, width=width)
     labels = (INPUT_LABELS, HIDDEN_LABELS, OUTPUT_LABELS)
-    values = ([signed(v, 2) for v in inputs], [num(v, 2) for v in hidden], [pct(v) for v in confidence])
+    values = ([signed(v, 2) for v in inputs.tolist()], [num(v, 2) for v in hidden.tolist()],
+              [pct(v) for v in confidence.tolist()])
     for col in range(3):
         for i, y in enumerate(ys[col]):
             x = COLUMNS[col]
