@@ -71,6 +71,8 @@ class Recorder:
         self._pending: list[tuple[str, Any, int | None]] = []
         self._grad_watch: list[tuple[str, torch.Tensor]] = []
         self._samples: torch.Tensor | None = None
+        self._batch = 1
+        self._lr = 0.0
         self._before: torch.Tensor | None = None  # statistics policy: flat weights before the step
 
     @staticmethod
@@ -246,7 +248,7 @@ class Recorder:
     def _commit(self) -> None:
         epoch = self._step // self.steps_per_epoch if self.steps_per_epoch else 0
         items = self._pending if self._deferred else []
-        items += [("epoch", epoch, None), ("batch_size", getattr(self, "_batch", 1), None)]
+        items += [("epoch", epoch, None), ("batch_size", self._batch, None)]
         if self.optimizer is not None:
             items.append(("lr", float(self._lr), None))
         if self._samples is not None:

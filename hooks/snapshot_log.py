@@ -73,6 +73,8 @@ class SnapshotLog:
         # Committed steps not yet in their columns: (row, [(name, tensor-or-number, version)]). The hot
         # path only appends here; flush() moves a chunk's worth into the columns with one stack each.
         self._staged: list[tuple[int, list[tuple[str, Any, int | None]]]] = []
+        self._stats_before: torch.Tensor | None = None  # statistics policy: staged weights, to form updates
+        self._stats_after: torch.Tensor | None = None
         self.steps = 0        # committed steps
         self.step_index: torch.Tensor | None = None  # training step of each row when not every step is kept
         self.extras: dict[str, torch.Tensor] = {}  # tensors not per step (evaluations, data), saved as "extra:<name>"
@@ -117,8 +119,8 @@ class SnapshotLog:
         self._put_updates(rows)
 
     def _put_updates(self, rows: list[int]) -> None:
-        after = self.__dict__.pop("_pending_after", None)
-        before = self.__dict__.pop("_pending_before", None)
+        before, after = self._stats_before, self._stats_after
+        self._stats_before = self._stats_after = None
         if after is None or before is None:
             return
         update = after - before
@@ -150,10 +152,10 @@ class SnapshotLog:
         if name.startswith("param_"):
             which = {"param_before": "value", "param_grad": "grad", "param_after": "after"}[name]
             if which == "after":  # the update is what the statistics keep: after - before, per parameter
-                self._pending_after = stacked
+                self._stats_after = stacked
                 return
             if which == "value":
-                self._pending_before = stacked
+                self._stats_before = stacked
             groups = [(f"{p.name}:{which}", stacked[:, p.offset: p.offset + p.numel]) for p in self.params]
         else:
             groups = [(name, stacked)]

@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         run, code = err.run, 3
         print(f"nn-lesson: {err}", file=sys.stderr)
     except KeyboardInterrupt as err:
-        run, code = err.run, 130
+        run, code = getattr(err, "run", None), 130
+        if run is None:
+            print("nn-lesson: interrupted before training began; nothing written", file=sys.stderr)
+            return code
         print(f"nn-lesson: interrupted after {len(run.log)} steps; writing what was captured", file=sys.stderr)
     path = write_run(run, target)
     if not args.quiet:
