@@ -19,6 +19,13 @@ from lesson.view import LessonView
 FEATURE_TITLES = ("hours studied", "hours slept", "previous score %")
 
 
+def who(names: list[str]) -> str:
+    """'Sarah', 'Sarah and Mike', or 'Sarah, Mike and 6 more' for a big batch."""
+    if len(names) <= 2:
+        return " and ".join(names)
+    return f"{names[0]}, {names[1]} and {len(names) - 2} more"
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -101,16 +108,16 @@ def meets(view: LessonView, k: int) -> tuple[str, str]:
     conf = view.confidences(snap.outputs)
     labels = view.log.extras["train_labels"]
     rows, right = [], 0
-    for b, who in enumerate(view.students_of(k)):
+    for b, name in enumerate(view.students_of(k)):
         truth = labels[int(snap.samples[b])]
         guess = int(conf[b].argmax())
         right += guess == int(truth)
-        rows.append([who, pct(conf[b, 0]), pct(conf[b, 1]), view.label(guess), view.label(truth),
+        rows.append([name, pct(conf[b, 0]), pct(conf[b, 1]), view.label(guess), view.label(truth),
                      "right" if guess == int(truth) else "wrong"])
-    who = " and ".join(view.students_of(k))
+    whom = who(view.students_of(k))
     hidden = ", ".join(f"h{j + 1} {num(v)}" for j, v in enumerate(snap.activations["hidden_act"][0]))
-    return f"{4 + 2 * k:02d} the network meets {who}", (
-        f"Step {k}: the network sees {who} (standardised inputs "
+    return f"{4 + 2 * k:02d} the network meets {whom}", (
+        f"Step {k}: the network sees {whom} (first student's standardised inputs "
         + ", ".join(f"{t} {signed(v)}" for t, v in zip(INPUT_LABELS, snap.inputs[0])) + f"). "
         f"The hidden units light up: {hidden}.\n\n"
         + table(["student", "PASS confidence", "FAIL confidence", "guess", "truth", ""], rows)
@@ -119,7 +126,7 @@ def meets(view: LessonView, k: int) -> tuple[str, str]:
 
 def learns(view: LessonView, k: int) -> tuple[str, str]:
     snap, lr = view.log[k], view.log[k].lr
-    who = " and ".join(view.students_of(k))
+    whom = who(view.students_of(k))
     err = snap.act_grads["output"]                     # dL/d(output score): the error signal per output
     h = snap.activations["hidden_act"]
     grad = snap.grads["output.weight"]
@@ -135,7 +142,7 @@ def learns(view: LessonView, k: int) -> tuple[str, str]:
             top.append([n, weight_name(n, idx), signed(snap.before[n][idx]), signed(u[idx]), signed(snap.after[n][idx])])
     loss_all = view.log.extras["train_loss_by_step"]
     error_rows = [[f"{who_b}", signed(err[b, 0]), signed(err[b, 1])] for b, who_b in enumerate(view.students_of(k))]
-    return f"{5 + 2 * k:02d} the network learns from {who}", (
+    return f"{5 + 2 * k:02d} the network learns from {whom}", (
         f"**How wrong?** The loss was {num(snap.loss)}. Its gradient with respect to each output score is the "
         f"error signal that `loss.backward()` sends back:\n\n"
         + table(["student", "error at PASS", "error at FAIL"], error_rows) + "\n\n"
@@ -151,6 +158,9 @@ def learns(view: LessonView, k: int) -> tuple[str, str]:
 
 def final_test(view: LessonView) -> tuple[str, str]:
     ex = view.log.extras
+    if "heldout_confidence_final" not in ex:
+        return "10 the final test", ("This data has no held-out students, so there is no final test: add rows "
+                                     "with `split` set to `heldout` to keep some students out of training.")
     conf, labels, raw = ex["heldout_confidence_final"], ex["heldout_labels"], ex["heldout_raw"]
     rows, right = [], 0
     for i, name in enumerate(view.heldout_names):

@@ -67,3 +67,11 @@ def test_serve_prints_a_local_url(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_own_students_without_held_out_rows(tmp_path):
+    csv = tmp_path / "class.csv"
+    csv.write_text("name,hours_studied,hours_slept,previous_score,label\nAna,8,8,85,pass\nBo,2,5,60,fail\n")
+    result = run_cli("--data", str(csv), "--epochs", "5", "--name", "own", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no held-out students" in result.stdout and "Ana" in result.stdout
