@@ -120,6 +120,11 @@ class Column:
             self.chunks.append(wide)
 
     # ---- reading ----
+    def at(self, i: int) -> torch.Tensor:
+        """Row i (a view), without gathering the whole column."""
+        chunk, offset = self._locate(i)
+        return self.chunks[chunk][offset]
+
     def values(self, n: int) -> torch.Tensor:
         """Rows 0..n-1 as one tensor (a view when they sit in a single chunk)."""
         if n == 0:

@@ -136,7 +136,7 @@ class Recorder:
     # ---- hooks ----
     def _keep(self, name: str, value: torch.Tensor) -> None:
         if self._deferred:
-            v = value.detach()
+            v = value.detach() if value.requires_grad else value
             self._pending.append((name, v, v._version))
         elif self.policy.stats_only:
             self._keep_stats(name, value)
@@ -222,7 +222,7 @@ class Recorder:
                 self._keep_stats(f"{name}:value", p)
                 self._keep_stats(f"{name}:grad", g)
             return
-        before, grad = torch.cat(self._weights()), torch.cat([g.detach().reshape(-1) for g in grads])
+        before, grad = torch.cat(self._weights()), torch.cat([g.reshape(-1) for g in grads])  # .grad needs no detach
         if self._deferred:
             self._pending += [("param_before", before, None), ("param_grad", grad, None)]
         else:

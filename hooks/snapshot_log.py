@@ -257,7 +257,7 @@ class SnapshotLog:
         if not -self.steps <= i < self.steps:
             raise IndexError(f"step {i} out of range; this log has {self.steps} steps")
         i %= self.steps
-        row = {name: col.values(self.steps)[i] for name, col in self.columns.items()}
+        row = {name: col.at(i) for name, col in self.columns.items()}
         b = int(row["batch_size"]) if "batch_size" in row else None
 
         def cut(name: str) -> torch.Tensor | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -22,6 +23,7 @@ PALETTE = [(255, 255, 255), (37, 99, 235), (220, 38, 38), (248, 250, 252), (30, 
 WHITE, POSITIVE, NEGATIVE, NODE, INK, GREY = range(len(PALETTE))
 COLUMNS = (110, 320, 530)
 MAX_LINE = 12
+_FONT_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=None)
@@ -33,10 +35,11 @@ def _font(size: int) -> ImageFont.ImageFont:
 def _text_mask(text: str, size: int) -> tuple[Image.Image, int, int]:
     """A string rendered once as a 1-bit mask with its offset from the anchor point; numbers repeat from
     frame to frame, so caching saves most of the drawing time."""
-    font = _font(size)
-    left, top, right, bottom = font.getbbox(text, anchor="mm")
-    mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
-    ImageDraw.Draw(mask).text((-left, -top), text, font=font, fill=255, anchor="mm")
+    with _FONT_LOCK:  # frames are drawn on two threads; one FreeType face must not render on both at once
+        font = _font(size)
+        left, top, right, bottom = font.getbbox(text, anchor="mm")
+        mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+        ImageDraw.Draw(mask).text((-left, -top), text, font=font, fill=255, anchor="mm")
     return mask.point(lambda v: 255 if v >= 128 else 0, "1"), left, top
 
 

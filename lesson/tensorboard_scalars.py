@@ -6,6 +6,7 @@ numbers): 1 loss, 2 accuracy, 3 weights, 4 gradients, 5 biases, 6 health.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -86,11 +87,15 @@ def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = Tr
     dense, pictured = sampled_rows(len(steps)), sampled_rows(len(steps), image_steps)
     protos = {tag: histogram_protos(values, sorted(dense)) for tag, values in histograms.items()}
     scalar_rows = {tag: values.tolist() for tag, values in scalars.items()}
+    pictures = {}
+    if images is not None:  # drawing and PNG encoding release the GIL for much of the time: use both cores
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            pictures = dict(zip(sorted(pictured), pool.map(images, sorted(pictured))))
     for row, step in enumerate(steps):
         events.step(step,
                     {tag: values[row] for tag, values in scalar_rows.items()},
                     {tag: by_row[row] for tag, by_row in protos.items() if row in by_row},
-                    images(row) if images is not None and row in pictured else None)
+                    pictures.get(row))
     epochs = epoch_summary(log)
     epoch_tags = {
         "1 loss/epoch: mean of its steps": "step_loss_mean", "1 loss/epoch: all training students": "train_loss",

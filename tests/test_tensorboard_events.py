@@ -76,3 +76,14 @@ def test_custom_scalars_group_weights_into_pass(events):
     into_pass = [t for t in events.Tags()["scalars"] if re.search(charts["weights into PASS"][0], t)]
     assert sorted(into_pass) == [f"3 weights/h{j}→PASS" for j in range(1, 5)]
     assert "loss vs held-out loss (per epoch)" in charts
+
+
+def test_fast_checksums_equal_tensorboards_own():
+    """The C CRC-32C the writer is pointed at gives TensorBoard's own masked checksum, byte for byte."""
+    import os
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
+    from tensorboard.summary.writer import record_writer
+    from lesson.tb_events import use_fast_checksums
+    assert use_fast_checksums()
+    for data in (b"", b"a", os.urandom(1000), os.urandom(65537)):
+        assert record_writer.masked_crc32c(data) == reference(data)
