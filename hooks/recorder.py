@@ -10,7 +10,8 @@
 
 Where each number comes from (a step ends at optimizer.step()):
   model forward pre-hook      inputs                  (a new forward restarts the pending step)
-  leaf module forward hooks   activation of each leaf module, plus output.register_hook for its gradient
+  leaf module forward hooks   activation of each leaf module; its gradient via output.retain_grad(), read
+                              at the step (output.register_hook when copying eagerly, see _deferred)
   model forward hook          outputs
   loss module forward hook    targets, loss
   optimizer step pre-hook     parameters before, their gradients (final: .grad as the optimizer sees it)
@@ -19,7 +20,8 @@ Parameter gradients are read in the optimizer's pre-step hook rather than in per
 post-accumulate-grad hooks: it is the gradient the optimizer actually uses (after any accumulation
 over several backward calls or clipping) and costs one copy per step instead of one per parameter.
 Forwards run under torch.no_grad() (evaluation) are not steps and are skipped; without an optimizer
-every forward is recorded as a forward-only row.
+every forward is recorded as a forward-only row. While recording, retain_grad() leaves `.grad` set on
+the leaf modules' outputs of the current step; nothing else about the model or its numbers changes.
 """
 
 from __future__ import annotations
