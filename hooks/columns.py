@@ -1,11 +1,11 @@
-"""Column: one growing tensor per field, stored in fixed-size chunks.
+"""Column: one growing tensor per field, stored in chunks of 16, 32, 64, 128, then 256 rows.
 
 Chunks (rather than one tensor that doubles) keep the memory held within one chunk of the numbers
 stored, and appending never copies what is already there. Rows of a batch field are padded to the
 widest batch seen (NaN for floats, -1 for integers); a step's own batch size is kept beside it.
 
 Hot path: the Recorder stages each step's values (SnapshotLog.stage_step) and they arrive here in
-bulk through put_rows, one torch.stack per column for up to a chunk of steps.
+bulk through put_rows: one torch.stack per column for each batch of staged steps.
 """
 
 from __future__ import annotations
@@ -42,12 +42,9 @@ class Column:
 
     # ---- writing ----
     def put_rows(self, rows: list[int], values: list) -> None:
-        """Write staged rows: `values` are (tensor, version-when-captured) pairs or plain numbers.
-        Consecutive rows of the column's shape go in with one torch.stack; others one by one."""
-        tensors = isinstance(values[0], tuple)
-        if tensors and not all(t._version == v for t, v in values):
-            raise RuntimeError(f"column {self.name!r}: a captured value was changed in place after the hook "
-                               "saw it; record this model with in-place operations turned off")
+        """Write staged rows: `values` are tensors or plain numbers. Consecutive rows of the column's
+        shape go in with one torch.stack; others one by one."""
+        tensors = isinstance(values[0], torch.Tensor)
         self._allocate(rows[-1])
         consecutive = rows[-1] - rows[0] == len(rows) - 1
         if not tensors:
@@ -56,17 +53,18 @@ class Column:
             else:
                 for r, v in zip(rows, values):
                     self.row(r).fill_(v)
-        elif consecutive and all(t.shape == self.row_shape for t, _ in values):
-            self._put(rows[0], torch.stack([t for t, _ in values]))
+        elif consecutive and all(t.shape == self.row_shape for t in values):
+            self._put(rows[0], torch.stack(values))
         else:
-            for r, (t, _) in zip(rows, values):
+            for r, t in zip(rows, values):
                 self.write(r, t)
 
     def _locate(self, i: int) -> tuple[int, int]:
         """(chunk, offset) of row i. Chunks grow 16, 32, ... up to chunk_rows rows, so a short log
         stays small and a long one costs one chunk of slack at most."""
-        chunk = bisect.bisect_right(self._starts(), i) - 1
-        return chunk, i - self._starts()[chunk]
+        starts = self._starts()
+        chunk = bisect.bisect_right(starts, i) - 1
+        return chunk, i - starts[chunk]
 
     def _starts(self) -> list[int]:
         starts, total = [], 0

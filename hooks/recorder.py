@@ -11,7 +11,7 @@
 Where each number comes from (a step ends at optimizer.step()):
   model forward pre-hook      inputs                  (a new forward restarts the pending step)
   leaf module forward hooks   activation of each leaf module; its gradient via output.retain_grad(), read
-                              at the step (output.register_hook when copying eagerly, see _deferred)
+                              at the step (output.register_hook when copying in the hook, see _copy_now)
   model forward hook          outputs
   loss module forward hook    targets, loss
   optimizer step pre-hook     parameters before, their gradients (final: .grad as the optimizer sees it)
@@ -34,7 +34,6 @@ from torch.utils.hooks import RemovableHandle
 
 from hooks.policy import CapturePolicy
 from hooks.snapshot_log import ParamSlot, SnapshotLog
-from hooks.statistics import row_stats
 
 _ACTIVE_ATTR = "_nn_lesson_recorder"
 
@@ -55,8 +54,6 @@ class Recorder:
             offset += p.numel()
         self.log = SnapshotLog(slots, [name for name, _ in self._leaves], meta,
                                self.policy.bins if self.policy.stats_only else 0)
-        if self.policy.every > 1 or self.policy.stats_only:
-            self.log.step_index = torch.zeros(0, dtype=torch.int64)
         self._step = 0           # optimizer steps taken since recording began
         self._row = 0            # the row the pending step will be committed to
         self._capturing = False  # is the current forward the one of a step we keep?
@@ -65,17 +62,17 @@ class Recorder:
         # before/after copy is one torch.cat.
         self._flat_params = [p.detach().view(-1) if p.is_contiguous() else None for _, p in self._params]
         self._numel = offset
-        # Full capture defers copies: hooks keep detached references (and version counters) of the
-        # step's fresh tensors, and the log stacks a chunk of steps into its columns at once. Parameters,
-        # which the optimizer changes in place, are copied (one cat) when seen. A model with in-place
-        # modules (ReLU(inplace=True)) changes its outputs after the hook, so it is copied eagerly instead.
-        self._deferred = not any(getattr(m, "inplace", False) for _, m in self._leaves)
+        # Hooks keep detached references (and version counters) of the step's fresh tensors, and the log
+        # stacks (or summarises) a batch of steps into its columns at once. Parameters, which the optimizer
+        # changes in place, are copied (one cat) when seen. A model with in-place modules
+        # (ReLU(inplace=True)) changes outputs after the hook has seen them, so its values are cloned in
+        # the hook instead, and activation gradients come from tensor hooks rather than retain_grad.
+        self._copy_now = any(getattr(m, "inplace", False) for _, m in self._leaves)
         self._pending: list[tuple[str, Any, int | None]] = []
         self._grad_watch: list[tuple[str, torch.Tensor]] = []
         self._samples: torch.Tensor | None = None
         self._batch = 1
         self._lr = 0.0
-        self._before: torch.Tensor | None = None  # statistics policy: flat weights before the step
 
     @staticmethod
     def _trainable(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> list[tuple[str, nn.Parameter]]:
@@ -130,24 +127,15 @@ class Recorder:
 
     def pending(self, name: str) -> torch.Tensor | None:
         """A value the current, uncommitted step has captured so far (e.g. "act:hidden"), or None."""
-        if not self._deferred:
-            col = self.log._columns.get(name)
-            return col.row(self._row) if col is not None else None
         return next((v for n, v, _ in self._pending if n == name), None)
 
     # ---- hooks ----
     def _keep(self, name: str, value: torch.Tensor) -> None:
-        if self._deferred:
-            v = value.detach() if value.requires_grad else value
-            self._pending.append((name, v, v._version))
-        elif self.policy.stats_only:
-            self._keep_stats(name, value)
+        if self._copy_now:
+            v = value.detach().clone()
         else:
-            self.log.column(name, value).write(self._row, value.detach())
-
-    def _keep_stats(self, name: str, value: torch.Tensor) -> None:
-        stats = row_stats(value.detach().reshape(1, -1), self.policy.bins)[0]
-        self.log.column(f"stats:{name}", stats).write(self._row, stats)
+            v = value.detach() if value.requires_grad else value
+        self._pending.append((name, v, v._version))
 
     def _on_model_input(self, module: nn.Module, args: tuple) -> None:
         self._called.clear()
@@ -175,7 +163,7 @@ class Recorder:
             self._keep(f"act:{name}", output)
             if not output.requires_grad:
                 return
-            if self._deferred:
+            if not self._copy_now:
                 output.retain_grad()  # a C++ hook: no Python call during backward; read at the step
                 self._grad_watch.append((name, output))
             else:
@@ -200,10 +188,7 @@ class Recorder:
             return
         if len(args) > 1 and isinstance(args[1], torch.Tensor) and not self.policy.stats_only:
             self._keep("targets", args[1])
-        if self._deferred:
-            self._keep("loss", loss)
-        else:
-            self.log.column("loss", row_shape=(), dtype=loss.dtype).row(self._row).copy_(loss.detach())
+        self._keep("loss", loss)  # 0-d: kept as a value under every policy
 
     def _weights(self) -> list[torch.Tensor]:
         return [v if v is not None else p.detach().reshape(-1) for v, (_, p) in zip(self._flat_params, self._params)]
@@ -218,39 +203,21 @@ class Recorder:
         if not self._params:
             return
         grads = [p.grad if p.grad is not None else torch.full_like(p, float("nan")) for _, p in self._params]
-        if self.policy.stats_only and not self._deferred:
-            self._before = torch.cat(self._weights())
-            for (name, p), g in zip(self._params, grads):
-                self._keep_stats(f"{name}:value", p)
-                self._keep_stats(f"{name}:grad", g)
-            return
         before, grad = torch.cat(self._weights()), torch.cat([g.reshape(-1) for g in grads])  # .grad needs no detach
-        if self._deferred:
-            self._pending += [("param_before", before, None), ("param_grad", grad, None)]
-        else:
-            self.log.column("param_before", before).write(self._row, before)
-            self.log.column("param_grad", grad).write(self._row, grad)
+        self._pending += [("param_before", before, None), ("param_grad", grad, None)]
 
     def _on_step_end(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         if not self._capturing:
             self._step += 1
             return
         if self._params:
-            after = torch.cat(self._weights())
-            if self.policy.stats_only and not self._deferred:
-                update = after - self._before
-                for slot in self.log.params:
-                    self._keep_stats(f"{slot.name}:update", update[slot.offset: slot.offset + slot.numel])
-            elif self._deferred:
-                self._pending.append(("param_after", after, None))
-            else:
-                self.log.column("param_after", after).write(self._row, after)
+            self._pending.append(("param_after", torch.cat(self._weights()), None))
         self._commit()
 
     def _commit(self) -> None:
         epoch = self._step // self.steps_per_epoch if self.steps_per_epoch else 0
-        items = self._pending if self._deferred else []
-        items += [("epoch", epoch, None), ("batch_size", self._batch, None)]
+        items = self._pending
+        items += [("step", self._step, None), ("epoch", epoch, None), ("batch_size", self._batch, None)]
         if self.optimizer is not None:
             items.append(("lr", float(self._lr), None))
         if self._samples is not None:
@@ -259,12 +226,6 @@ class Recorder:
         self.log.stage_step(self._row, items)
         self._pending = []
         self._grad_watch = []
-        if self.log.step_index is not None:
-            if self._row >= len(self.log.step_index):
-                grown = torch.empty(max(256, 2 * len(self.log.step_index)), dtype=torch.int64)
-                grown[: self._row] = self.log.step_index[: self._row]
-                self.log.step_index = grown
-            self.log.step_index[self._row] = self._step
         self._row += 1
         self._step += 1
         self.log.steps = self._row

@@ -76,6 +76,6 @@ def read_snapshot_file(path: str | Path) -> tuple[dict[str, Any], dict[str, np.n
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as err:
         raise SnapshotFileError(f"{path}: truncated or corrupt snapshot file ({type(err).__name__}: {err})") from None
     for name, array in arrays.items():
-        if not name.startswith(("extra:", "step")) and len(array) != header["steps"]:
+        if not name.startswith("extra:") and len(array) != header["steps"]:
             raise SnapshotFileError(f"{path}: column {name!r} has {len(array)} rows, header says {header['steps']}")
     return header, arrays

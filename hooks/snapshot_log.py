@@ -73,10 +73,10 @@ class SnapshotLog:
         # Committed steps not yet in their columns: (row, [(name, tensor-or-number, version)]). The hot
         # path only appends here; flush() moves a chunk's worth into the columns with one stack each.
         self._staged: list[tuple[int, list[tuple[str, Any, int | None]]]] = []
-        self._stats_before: torch.Tensor | None = None  # statistics policy: staged weights, to form updates
-        self._stats_after: torch.Tensor | None = None
+        # Statistics policy: the staged weights before and (rows, weights after) of one flush, for the updates.
+        self._stats_before: torch.Tensor | None = None
+        self._stats_after: tuple[list[int], torch.Tensor] | None = None
         self.steps = 0        # committed steps
-        self.step_index: torch.Tensor | None = None  # training step of each row when not every step is kept
         self.extras: dict[str, torch.Tensor] = {}  # tensors not per step (evaluations, data), saved as "extra:<name>"
 
     # ---- writing (used by the Recorder) ----
@@ -106,7 +106,7 @@ class SnapshotLog:
             rows = [row for row, _ in staged]
             for name, column in zip(names, zip(*(items for _, items in staged))):
                 self._put(name, rows, column)
-            self._put_updates(rows)
+            self._put_updates()
             return
         by_name: dict[str, tuple[list[int], list]] = {}
         for row, items in staged:
@@ -116,43 +116,45 @@ class SnapshotLog:
                 values.append(item)
         for name, (rows, values) in by_name.items():
             self._put(name, rows, values)
-        self._put_updates(rows)
+        self._put_updates()
 
-    def _put_updates(self, rows: list[int]) -> None:
+    def _put_updates(self) -> None:
         before, after = self._stats_before, self._stats_after
         self._stats_before = self._stats_after = None
         if after is None or before is None:
             return
-        update = after - before
+        rows, update = after[0], after[1] - before
         for p in self.params:
             stats = row_stats(update[:, p.offset: p.offset + p.numel], self.stat_bins)
-            self.column(f"stats:{p.name}:update", stats[0]).put_rows(rows, [(r, r._version) for r in stats])
+            self.column(f"stats:{p.name}:update", stats[0]).put_rows(rows, list(stats))
 
     def _put(self, name: str, rows: list[int], items) -> None:
+        """Write one column's staged rows; items are (name, value, version-when-captured or None)."""
         first = items[0][1]
-        if self.stat_bins and isinstance(first, torch.Tensor) and first.dim() > 0:  # 0-d (the loss) stays
-            self._put_stats(name, rows, items)
-        elif isinstance(first, torch.Tensor):
-            values = [(t, t._version if v is None else v) for _, t, v in items]
-            self.column(name, first).put_rows(rows, values)
-        else:
+        if not isinstance(first, torch.Tensor):
             dtype = torch.int64 if isinstance(first, int) else torch.float64
             self.column(name, row_shape=(), dtype=dtype).put_rows(rows, [v for _, v, _ in items])
-
-    def _put_stats(self, name: str, rows: list[int], items) -> None:
-        """Statistics policy: reduce a batch of staged steps to statistics rows; the raw values are dropped."""
-        if any(t._version != v for _, t, v in items if v is not None):
-            raise RuntimeError(f"column {name!r}: a captured value was changed in place after the hook saw it")
+            return
+        if any(v is not None and t._version != v for _, t, v in items):
+            raise RuntimeError(f"column {name!r}: a captured value was changed in place after the hook saw it; "
+                               "record this model with in-place operations turned off")
         tensors = [t for _, t, _ in items]
+        if self.stat_bins and first.dim() > 0:  # statistics policy; 0-d values (the loss) are kept as they are
+            self._put_stats(name, rows, tensors)
+        else:
+            self.column(name, first).put_rows(rows, tensors)
+
+    def _put_stats(self, name: str, rows: list[int], tensors: list[torch.Tensor]) -> None:
+        """Statistics policy: reduce a batch of staged steps to statistics rows; the raw values are dropped."""
         if any(t.shape != tensors[0].shape for t in tensors):  # batches of different sizes: one by one
             for row, t in zip(rows, tensors):
-                self._put_stats(name, [row], [(name, t, t._version)])
+                self._put_stats(name, [row], [t])
             return
         stacked = torch.stack(tensors)
         if name.startswith("param_"):
             which = {"param_before": "value", "param_grad": "grad", "param_after": "after"}[name]
             if which == "after":  # the update is what the statistics keep: after - before, per parameter
-                self._stats_after = stacked
+                self._stats_after = (rows, stacked)
                 return
             if which == "value":
                 self._stats_before = stacked
@@ -161,7 +163,7 @@ class SnapshotLog:
             groups = [(name, stacked)]
         for stat_name, values in groups:
             stats = row_stats(values, self.stat_bins)
-            self.column(f"stats:{stat_name}", stats[0]).put_rows(rows, [(r, r._version) for r in stats])
+            self.column(f"stats:{stat_name}", stats[0]).put_rows(rows, list(stats))
 
     def column(self, name: str, like: torch.Tensor | None = None, row_shape: tuple[int, ...] | None = None,
                dtype: torch.dtype | None = None) -> Column:
@@ -190,7 +192,8 @@ class SnapshotLog:
 
     @property
     def step(self) -> torch.Tensor:
-        return self.step_index[: self.steps] if self.step_index is not None else torch.arange(self.steps)
+        """The training step of each row (not the row number when only every k-th step is kept)."""
+        return self.values("step") if self.has("step") else torch.arange(self.steps)
 
     @property
     def loss(self) -> torch.Tensor:
@@ -272,7 +275,7 @@ class SnapshotLog:
 
         before, after = params("before"), params("after")
         return Snapshot(
-            step=int(self.step[i]),
+            step=int(row["step"]) if "step" in row else i,
             epoch=int(row["epoch"]) if "epoch" in row else 0,
             samples=cut("samples"), inputs=cut("inputs"), targets=cut("targets"), outputs=cut("outputs"),
             loss=float(row["loss"]) if "loss" in row else None,
@@ -293,8 +296,7 @@ class SnapshotLog:
     @property
     def nbytes(self) -> int:
         """Bytes of tensor storage this log holds."""
-        extra = self.step_index.numel() * 8 if self.step_index is not None else 0
-        return sum(c.nbytes for c in self.columns.values()) + extra
+        return sum(c.nbytes for c in self.columns.values())
 
     @property
     def number_bytes(self) -> int:
@@ -314,8 +316,6 @@ class SnapshotLog:
 
     def arrays(self) -> dict[str, torch.Tensor]:
         arrays = {name: col.values(self.steps) for name, col in self.columns.items()}
-        if self.step_index is not None:
-            arrays["step"] = self.step
         arrays.update({f"extra:{name}": t for name, t in self.extras.items()})
         return arrays
 
@@ -331,8 +331,6 @@ class SnapshotLog:
             header["layers"], header["meta"], header.get("stat_bins", 0),
         )
         log.steps = header["steps"]
-        if "step" in arrays:
-            log.step_index = torch.from_numpy(arrays.pop("step"))
         log.extras = {name[6:]: torch.from_numpy(arrays.pop(name)) for name in list(arrays) if name.startswith("extra:")}
         log.columns = {name: Column.from_values(torch.from_numpy(a), name) for name, a in arrays.items()}
         return log

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from data import Standardizer, load_students
-from hooks import CapturePolicy, Recorder
+from hooks import CapturePolicy, Recorder, SnapshotLog
 from lesson.config import LessonConfig, build_loss, build_model, loss_targets
 from lesson.evaluate import add_evaluations
 from lesson.tb_events import EventWriter
@@ -44,19 +44,19 @@ def lesson_parts(config: LessonConfig):
     return students, scaler, x, y, model, opt, build_loss(config), loader
 
 
-def lesson_variant(name: str, epochs: int) -> float:
-    """Seconds for `epochs` of the lesson's per-sample loop under variant `name`."""
+def lesson_variant(name: str, epochs: int) -> tuple[float, SnapshotLog | None]:
+    """Seconds for `epochs` of the lesson's per-sample loop under variant `name`, and its log if any."""
     config = LessonConfig(epochs=epochs)
     students, scaler, x, y, model, opt, loss_fn, loader = lesson_parts(config)
     initial = {n: p.detach().clone() for n, p in model.named_parameters()}
     meta = {"config": config.to_dict(), "sample_names": list(students.training().names),
             "heldout_names": list(students.held_out().names)}
     if name == "naive capture":
-        return _naive(model, opt, loss_fn, loader, x, y, epochs)
+        return _naive(model, opt, loss_fn, loader, x, y, epochs), None
     started = time.perf_counter()
     if name == "bare":
         run_epochs(model, opt, loss_fn, loader, x, y, epochs)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, None
     with Recorder(model, opt, loss_fn, steps_per_epoch=len(loader), meta=meta) as rec:
         run_epochs(model, opt, loss_fn, loader, x, y, epochs, rec)
     if name == "full capture + complete export":
@@ -66,8 +66,7 @@ def lesson_variant(name: str, epochs: int) -> float:
             events = EventWriter(Path(tmp))
             write_lesson_tensorboard(events, LessonView.of(rec.log), model)
             events.close()
-    lesson_variant.last_log = rec.log
-    return time.perf_counter() - started
+    return time.perf_counter() - started, rec.log
 
 
 def _naive(model, opt, loss_fn, loader, x, y, epochs) -> float:
@@ -141,7 +140,7 @@ def rounds(variants: list[str], run: Callable[[str], float], n: int) -> dict[str
 
 def table(title: str, times: dict[str, list[float]], steps: int) -> list[str]:
     bare = times["bare"]
-    lines = [f"{title}", f"| variant | median µs/step | ratio to bare (median of per-round ratios) | target |",
+    lines = [title, "| variant | median µs/step | ratio to bare (median of per-round ratios) | target |",
              "|---|---|---|---|"]
     for v, ts in times.items():
         ratio = statistics.median(t / b for t, b in zip(ts, bare))
@@ -164,10 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     epochs = -(-args.steps // 6)
     steps = epochs * 6
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread; {args.rounds} rounds\n", flush=True)
-    lesson = rounds(["bare", "full capture", "full capture + complete export", "naive capture"],
-                    lambda v: lesson_variant(v, epochs), args.rounds)
+    logs: list[SnapshotLog] = []
+
+    def lesson_run(variant: str) -> float:
+        seconds, log = lesson_variant(variant, epochs)
+        if variant == "full capture":
+            logs.append(log)
+        return seconds
+    lesson = rounds(["bare", "full capture", "full capture + complete export", "naive capture"], lesson_run,
+                    args.rounds)
     print("\n".join(table(f"Lesson net 3→4→2, per-sample, {steps} steps", lesson, steps)), "\n", flush=True)
-    log = lesson_variant.last_log
+    log = logs[-1]
     print(f"SnapshotLog memory ({len(log)} steps, full capture): {log.nbytes / len(log):.0f} bytes/step held, "
           f"{log.number_bytes / len(log):.0f} bytes/step of numbers: {log.nbytes / log.number_bytes:.2f}× "
           f"(target ≤ 1.5×)\n", flush=True)

@@ -42,9 +42,7 @@ class BridgeConfig:
     def capture_policy(self) -> CapturePolicy:
         kind, _, k = self.policy.partition(":")
         every = int(k) if k else 1
-        if kind == "full":
-            return CapturePolicy.every_k(every)
-        if kind == "every":
+        if kind in ("full", "every"):
             return CapturePolicy.every_k(every)
         if kind == "stats":
             return CapturePolicy.stats(every=every)

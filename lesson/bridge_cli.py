@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from lesson.bridge import OPTIMIZERS, BridgeConfig, MissingExtra
+from lesson.cli_args import positive_float, positive_int
 from lesson.run_dir import RunDirError, check_logdir, choose_run_dir
 
 
@@ -17,10 +18,10 @@ def bridge_parser() -> argparse.ArgumentParser:
         description="The bridge lesson: the same hooks and TensorBoard layout on a real data set (8x8 digits, "
                     "shipped inside scikit-learn) with the training loop people actually write.")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="default: adam")
-    p.add_argument("--lr", type=float, help="learning rate (default: sgd 0.3, momentum 0.05, adam 0.003)")
-    p.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help=f"default: {d.epochs}")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N", help=f"default: {d.batch_size}")
-    p.add_argument("--hidden", type=int, default=d.hidden, metavar="N", help=f"hidden units (default: {d.hidden})")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default: sgd 0.3, momentum 0.05, adam 0.003)")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, metavar="N", help=f"default: {d.epochs}")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, metavar="N", help=f"default: {d.batch_size}")
+    p.add_argument("--hidden", type=positive_int, default=d.hidden, metavar="N", help=f"hidden units (default: {d.hidden})")
     p.add_argument("--seed", type=int, default=d.seed, metavar="S", help=f"default: {d.seed}")
     p.add_argument("--policy", default=d.policy,
                    help="what the Recorder keeps: full, every:K (every K-th step in full), stats or stats:K "
@@ -36,11 +37,6 @@ def bridge_parser() -> argparse.ArgumentParser:
 def bridge_main(argv: list[str]) -> int:
     parser = bridge_parser()
     args = parser.parse_args(argv)
-    if args.lr is not None and not args.lr > 0:
-        parser.error(f"argument --lr: must be a positive number, got {args.lr}")
-    for flag in ("epochs", "batch_size", "hidden"):
-        if getattr(args, flag) < 1:
-            parser.error(f"argument --{flag.replace('_', '-')}: must be at least 1")
     import torch
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("argument --device: CUDA is not available on this machine; use --device cpu")

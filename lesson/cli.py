@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from data import DataError, load_students
+from lesson.cli_args import positive_float, positive_int
 from lesson.config import INITS, LOSSES, LessonConfig
 from lesson.run_dir import RunDirError, check_logdir, choose_run_dir
 from models import ACTIVATIONS
@@ -27,26 +28,6 @@ examples:
                                          'bridge' extra: pip install 'nn-lesson[bridge]'); see bridge --help
   tensorboard --logdir runs              then open the printed address
 """
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (0 < value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def lesson_parser() -> argparse.ArgumentParser:
@@ -117,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     from lesson.view import LessonView
 
     def progress(epoch: int, loss: float) -> None:
-        if not args.quiet and ((epoch + 1) % max(1, config.epochs // 10) == 0 or epoch + 1 == config.epochs):
+        every = max(1, config.epochs // 10)
+        if not args.quiet and (epoch == 0 or (epoch + 1) % every == 0 or epoch + 1 == config.epochs):
             print(f"epoch {epoch + 1:>4}/{config.epochs}  mean loss of its steps {loss:.4f}", flush=True)
 
     # Ctrl-C must reach the loop as KeyboardInterrupt even when started with SIGINT ignored (a background job).
@@ -166,11 +148,11 @@ def serve(logdir: Path, port: int | None) -> int:
 
 
 def show_step(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """Print one step (and its 'learns' page when it is one of the first three) from a saved run."""
+    """Print step N of a saved run: what the network met and how it learned from it."""
     if args.snapshot is None or args.step is None:
         parser.error("--step N and --snapshot PATH go together")
     from hooks import SnapshotFileError, SnapshotLog
-    from lesson.story import learns, meets, lesson_steps
+    from lesson.story import learns, meets
     from lesson.terminal import page
     from lesson.view import LessonView
     from lesson.write_run import SNAPSHOT_FILE

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 
-from data import FEATURES
 from lesson.chain_rule import compare, hand_gradients
 from lesson.evaluate import epoch_summary
 from lesson.names import INPUT_LABELS, all_weight_names, weight_name
@@ -134,12 +133,11 @@ def learns(view: LessonView, k: int) -> tuple[str, str]:
     name = weight_name("output.weight", (o, j))
     before, after = snap.before["output.weight"][o, j], snap.after["output.weight"][o, j]
     products = " + ".join(f"{signed(err[b, o])} × {num(h[b, j])}" for b in range(err.shape[0]))
-    moved = sorted(((float(u.abs().max()), n, u) for n, u in snap.update.items()), key=lambda t: -t[0])
     top = []
-    for _, n, u in moved:
-        for idx in [tuple(int(i) for i in divmod(int(u.abs().argmax()), u.shape[-1]))] if u.dim() == 2 else \
-                [(int(u.abs().argmax()),)]:
-            top.append([n, weight_name(n, idx), signed(snap.before[n][idx]), signed(u[idx]), signed(snap.after[n][idx])])
+    for n, u in sorted(snap.update.items(), key=lambda item: -float(item[1].abs().max())):
+        flat = int(u.abs().argmax())
+        idx = divmod(flat, u.shape[1]) if u.dim() == 2 else (flat,)
+        top.append([n, weight_name(n, idx), signed(snap.before[n][idx]), signed(u[idx]), signed(snap.after[n][idx])])
     loss_all = view.log.extras["train_loss_by_step"]
     error_rows = [[f"{who_b}", signed(err[b, 0]), signed(err[b, 1])] for b, who_b in enumerate(view.students_of(k))]
     return f"{5 + 2 * k:02d} the network learns from {whom}", (

@@ -74,8 +74,5 @@ class EventWriter:
     def add(self, summary: Summary, step: int = 0) -> None:
         self._file.add_summary(summary, global_step=step)
 
-    def flush(self) -> None:
-        self.writer.flush()
-
     def close(self) -> None:
         self.writer.close()

@@ -64,31 +64,25 @@ def custom_layout() -> dict:
     }
 
 
-def write_lesson_tensorboard(events: EventWriter, view: LessonView, final_model: torch.nn.Module) -> dict:
-    """Write the whole lesson into one run; returns what was written (tags by dashboard) for the CLI."""
-    log, config = view.log, view.config
-    written: dict[str, list[str]] = {}
+def write_lesson_tensorboard(events: EventWriter, view: LessonView, final_model: torch.nn.Module) -> None:
+    """Write the whole lesson into one run."""
+    log = view.log
     frames = diagram_frames(view) if len(log) else None
-    written["scalars+histograms"] = write_scalars(events, log, images=frames, image_steps=MAX_DIAGRAMS)
-    written["images"] = [DIAGRAM_TAG] if frames else []
+    write_scalars(events, log, images=frames, image_steps=MAX_DIAGRAMS)
     writer = events.writer
     steps = lesson_steps(view)
     for title, markdown in steps:
         events.text(f"lesson/{title}", markdown)
-    written["text"] = [f"lesson/{t}" for t, _ in steps]
     if len(log):
         graph = autograd_graph(view, 0)
         if graph.png is not None:
             events.step(0, images={GRAPH_TAG: graph.png})
-            written["images"].append(GRAPH_TAG)
         else:
             print(f"nn-lesson: warning: {graph.problem}", file=sys.stderr)
             events.text(f"{GRAPH_TAG} (DOT source)", "```\n" + graph.dot_source + "\n```")
-            written["text"].append(f"{GRAPH_TAG} (DOT source)")
     writer.add_graph(final_model, log.extras["train_inputs"][:1])
     writer.add_custom_scalars(custom_layout())
     _write_hparams(events, view)
-    return written
 
 
 def _write_hparams(events: EventWriter, view: LessonView) -> None:

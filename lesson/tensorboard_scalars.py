@@ -76,13 +76,11 @@ def per_step_tags(log: SnapshotLog, lesson_names: bool) -> tuple[dict[str, np.nd
 
 
 def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = True,
-                  with_histograms: bool = True, images: Callable[[int], dict[str, bytes]] | None = None,
-                  image_steps: int = MAX_DENSE_STEPS) -> list[str]:
+                  images: Callable[[int], dict[str, bytes]] | None = None,
+                  image_steps: int = MAX_DENSE_STEPS) -> None:
     """Write per-step scalars/histograms (one event per step, with images(row) if given) and per-epoch
-    scalars; return the scalar and histogram tags."""
+    scalars."""
     scalars, histograms = per_step_tags(log, lesson_names)
-    if not with_histograms:
-        histograms = {}
     steps = log.step.tolist()
     dense, pictured = sampled_rows(len(steps)), sampled_rows(len(steps), image_steps)
     protos = {tag: histogram_protos(values, sorted(dense)) for tag, values in histograms.items()}
@@ -106,7 +104,6 @@ def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = Tr
     for tag, key in epoch_tags.items():
         if key in epochs:
             events.series(tag, numbers, epochs[key].numpy())
-    return [*scalars, *[t for t, k in epoch_tags.items() if k in epochs], *histograms]
 
 
 def histogram_protos(values: np.ndarray, rows: list[int], bins: int = HISTOGRAM_BINS) -> dict[int, HistogramProto]:

@@ -6,7 +6,7 @@ from conftest import no_hooks_left
 from hooks import CapturePolicy, Recorder
 from lesson.config import LessonConfig
 from lesson.train import train
-from models import StudentNet, make_mlp
+from models import StudentNet
 
 
 def lesson_loop(model, opt, loss_fn, x, y, epochs=3):
@@ -116,3 +116,48 @@ def test_every_kth_step_policy(scaled):
     assert rec.log.step.tolist() == [0, 4, 8, 12, 16]
     snap = rec.log[1]
     assert snap.step == 4 and torch.equal(snap.inputs, x[4:5])
+
+
+def test_in_place_modules_are_copied_when_seen():
+    """ReLU(inplace=True) overwrites the Linear's output after its hook: the log keeps the value the
+    Linear produced, and statistics work on the same path."""
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
+    for policy in (CapturePolicy.full(), CapturePolicy.stats(bins=4)):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(inplace=True), nn.Linear(5, 2))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        loss_fn = nn.CrossEntropyLoss()
+        w, b = model[0].weight.detach().clone(), model[0].bias.detach().clone()
+        with Recorder(model, opt, loss_fn, policy=policy) as rec:
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+        pre = x @ w.T + b
+        if policy.stats_only:
+            assert torch.allclose(rec.log.stat("act:0", "min"), pre.min().reshape(1))
+        else:
+            assert torch.allclose(rec.log[0].activations["0"], pre) and (pre < 0).any()
+            assert torch.equal(rec.log[0].activations["1"], pre.clamp_min(0))
+            g = rec.log[0].act_grads
+            assert torch.allclose(g["1"], g["2"] @ rec.log[0].before["2.weight"])
+            assert torch.allclose(g["0"], g["1"] * (pre > 0))  # the chain rule through the ReLU
+
+
+def test_a_value_changed_in_place_after_capture_is_an_error_not_a_wrong_number():
+    class Sneaky(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def forward(self, x):
+            y = self.lin(x)
+            y.add_(1.0)  # changes the recorded activation of 'lin' after its hook saw it
+            return y
+    model = Sneaky()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(RuntimeError, match="changed in place"):
+        with Recorder(model, opt) as rec:
+            model(torch.randn(2, 3)).sum().backward()
+            opt.step()
+    assert no_hooks_left(model, opt) and len(rec.log) == 1

@@ -38,7 +38,7 @@ def wait_for(fetch, ready, timeout=60):
         value = fetch()
         if ready(value) or time.monotonic() > deadline:
             return value
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def test_server_lists_the_run_and_its_dashboards(server):
