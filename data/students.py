@@ -6,6 +6,7 @@ Rows are counted as a spreadsheet shows them: the header is row 1, the first stu
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ class StudentTable:
     features: torch.Tensor
     labels: torch.Tensor
     heldout: torch.Tensor  # (N,) bool: never trained on
-    source: str
+    source: str            # the data file's name (never its path: a shared run must not carry a home folder)
+    sha256: str = ""       # of the file's bytes, so a run says exactly which data it learned from
 
     def __len__(self) -> int:
         return len(self.names)
@@ -55,7 +57,7 @@ class StudentTable:
         keep = mask.nonzero().flatten().tolist()
         return StudentTable(
             tuple(self.names[i] for i in keep), self.features[mask], self.labels[mask],
-            self.heldout[mask], self.source,
+            self.heldout[mask], self.source, self.sha256,
         )
 
     def training(self) -> "StudentTable":
@@ -72,7 +74,8 @@ def lesson_csv_path() -> Path:
 def load_students(path: str | Path | None = None) -> StudentTable:
     """Read and validate a students CSV (the lesson's own when path is None)."""
     path = Path(path) if path is not None else lesson_csv_path()
-    text = _read_text(path)
+    raw = _read_bytes(path)
+    text = _decode(path, raw)
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None or not any(cell.strip() for cell in header):
@@ -105,11 +108,11 @@ def load_students(path: str | Path | None = None) -> StudentTable:
         raise DataError(path, "every student is held out; at least one must have split 'train'")
     return StudentTable(
         tuple(names), torch.tensor(rows, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64),
-        torch.tensor(heldout, dtype=torch.bool), str(path),
+        torch.tensor(heldout, dtype=torch.bool), path.name, hashlib.sha256(raw).hexdigest(),
     )
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
     if not path.exists():
         raise DataError(path, "no such file")
     if path.is_dir():
@@ -118,6 +121,10 @@ def _read_text(path: Path) -> str:
         raw = path.read_bytes()
     except OSError as err:
         raise DataError(path, f"cannot be read ({err.strerror})") from None
+    return raw
+
+
+def _decode(path: Path, raw: bytes) -> str:
     if b"\x00" in raw:
         row = raw[: raw.index(b"\x00")].count(b"\n") + 1
         raise DataError(path, "is a binary file (it holds NUL bytes), expected a text CSV", row)

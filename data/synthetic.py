@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from data.students import StudentTable
+from nn_lesson.data.students import StudentTable
 
 
 def synthetic_students(n: int, seed: int = 0, heldout_fraction: float = 0.25) -> StudentTable:

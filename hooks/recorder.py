@@ -32,8 +32,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from hooks.policy import CapturePolicy
-from hooks.snapshot_log import ParamSlot, SnapshotLog
+from nn_lesson.hooks.policy import CapturePolicy
+from nn_lesson.hooks.snapshot_log import ParamSlot, SnapshotLog
 
 _ACTIVE_ATTR = "_nn_lesson_recorder"
 
@@ -41,7 +41,7 @@ _ACTIVE_ATTR = "_nn_lesson_recorder"
 class Recorder:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                  loss_fn: Callable[..., torch.Tensor] | None = None, *, steps_per_epoch: int | None = None,
-                 policy: CapturePolicy | None = None, meta: dict[str, Any] | None = None):
+                 policy: CapturePolicy | None = None):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.steps_per_epoch = steps_per_epoch
         self.policy = policy or CapturePolicy.full()
@@ -52,8 +52,7 @@ class Recorder:
         for name, p in self._params:
             slots.append(ParamSlot(name, tuple(p.shape), offset))
             offset += p.numel()
-        self.log = SnapshotLog(slots, [name for name, _ in self._leaves], meta,
-                               self.policy.bins if self.policy.stats_only else 0)
+        self.log = SnapshotLog(slots, [name for name, _ in self._leaves], self.policy.bins if self.policy.stats_only else 0)
         self._step = 0           # optimizer steps taken since recording began
         self._row = 0            # the row the pending step will be committed to
         self._capturing = False  # is the current forward the one of a step we keep?
@@ -228,5 +227,4 @@ class Recorder:
         self._grad_watch = []
         self._row += 1
         self._step += 1
-        self.log.steps = self._row
         self._capturing = False

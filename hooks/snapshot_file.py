@@ -1,15 +1,21 @@
 """The snapshot file: an uncompressed .npz that numpy alone reads, never pickle.
 
 Each column is one .npy member; member "header" is a 0-d unicode array holding JSON (format name,
-version, step count, parameter names/shapes/offsets, layer names, the run's settings). Members are
-written in a fixed order with a fixed zip timestamp, so the same run gives the same bytes.
+version, step count, parameter names/shapes/offsets, layer names). A run record (nn_lesson.lesson.run)
+adds its own members, named "record:<name>", and a "record" entry in the header; a SnapshotLog reads
+past them. Members are written in a fixed order with a fixed zip timestamp, so the same run gives the
+same bytes.
+
+Version 2 (this one) holds only what the hooks captured plus, optionally, a record. Version 1 (nn-lesson
+0.1) also kept the run's settings and evaluations inside the log ("meta", "extra:*"); its columns
+are the same and still load as a SnapshotLog.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,8 @@ import numpy as np
 import torch
 
 FORMAT = "nn-lesson-snapshots"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date: no wall clock in the bytes
 
 
@@ -29,24 +36,19 @@ class SnapshotFileError(ValueError):
 def write_snapshot_file(path: str | Path, header: dict[str, Any], arrays: dict[str, torch.Tensor]) -> Path:
     path = Path(path)
     header = {"format": FORMAT, "version": VERSION, **header}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    # O_EXCL: never write into someone else's file; mode 0o666 lets the umask decide, as open() does.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             _member(zf, "header", np.array(json.dumps(header, sort_keys=True)))
             for name, tensor in arrays.items():
                 _member(zf, name, tensor.detach().cpu().contiguous().numpy())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _member(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
@@ -67,15 +69,20 @@ def read_snapshot_file(path: str | Path) -> tuple[dict[str, Any], dict[str, np.n
             header = json.loads(npz["header"].item())
             if header.get("format") != FORMAT:
                 raise SnapshotFileError(f"{path}: not a snapshot file (format {header.get('format')!r})")
-            if header.get("version") != VERSION:
+            if header.get("version") not in READABLE_VERSIONS:
                 raise SnapshotFileError(f"{path}: snapshot format version {header.get('version')!r}; "
-                                        f"this nn-lesson reads version {VERSION}")
+                                        f"this nn-lesson reads versions {', '.join(map(str, READABLE_VERSIONS))}")
             arrays = {name: npz[name] for name in npz.files if name != "header"}
     except SnapshotFileError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as err:
         raise SnapshotFileError(f"{path}: truncated or corrupt snapshot file ({type(err).__name__}: {err})") from None
     for name, array in arrays.items():
-        if not name.startswith("extra:") and len(array) != header["steps"]:
+        if is_column(name) and len(array) != header["steps"]:
             raise SnapshotFileError(f"{path}: column {name!r} has {len(array)} rows, header says {header['steps']}")
     return header, arrays
+
+
+def is_column(member: str) -> bool:
+    """Per-step columns, as opposed to a record's members ("record:*") or version 1's extras ("extra:*")."""
+    return not member.startswith(("record:", "extra:"))

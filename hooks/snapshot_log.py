@@ -18,9 +18,9 @@ from typing import Any, Iterator
 
 import torch
 
-from hooks.columns import Column
-from hooks.snapshot_file import read_snapshot_file, write_snapshot_file
-from hooks.statistics import STAT_NAMES, row_stats
+from nn_lesson.hooks.columns import Column
+from nn_lesson.hooks.snapshot_file import is_column, read_snapshot_file, write_snapshot_file
+from nn_lesson.hooks.statistics import STAT_NAMES, row_stats
 
 # Steps staged before they are stacked into the columns. Small enough that the staged tensor objects
 # don't give Python's cyclic GC much to walk; large enough that one stack serves many steps.
@@ -63,11 +63,12 @@ class Snapshot:
 
 
 class SnapshotLog:
-    def __init__(self, params: list[ParamSlot] | None = None, layers: list[str] | None = None,
-                 meta: dict[str, Any] | None = None, stat_bins: int = 0):
+    """What the Recorder's hooks captured, and nothing else: the run's settings and evaluations belong to
+    the run record (nn_lesson.lesson.run.record) that holds this log."""
+
+    def __init__(self, params: list[ParamSlot] | None = None, layers: list[str] | None = None, stat_bins: int = 0):
         self.params = list(params or [])
         self.layers = list(layers or [])
-        self.meta = dict(meta or {})
         self.stat_bins = stat_bins
         self._columns: dict[str, Column] = {}
         # Committed steps not yet in their columns: (row, [(name, tensor-or-number, version)]). The hot
@@ -77,7 +78,6 @@ class SnapshotLog:
         self._stats_before: torch.Tensor | None = None
         self._stats_after: tuple[list[int], torch.Tensor] | None = None
         self.steps = 0        # committed steps
-        self.extras: dict[str, torch.Tensor] = {}  # tensors not per step (evaluations, data), saved as "extra:<name>"
 
     # ---- writing (used by the Recorder) ----
     @property
@@ -93,6 +93,7 @@ class SnapshotLog:
     def stage_step(self, row: int, items: list[tuple[str, Any, int | None]]) -> None:
         """Commit row `row`: items are (column name, detached tensor or number, tensor version or None)."""
         self._staged.append((row, items))
+        self.steps = row + 1
         if len(self._staged) >= STAGED_STEPS:
             self.flush()
 
@@ -311,13 +312,10 @@ class SnapshotLog:
             "layers": self.layers,
             "stat_names": list(STAT_NAMES) if self.stat_bins else [],
             "stat_bins": self.stat_bins,
-            "meta": self.meta,
         }
 
     def arrays(self) -> dict[str, torch.Tensor]:
-        arrays = {name: col.values(self.steps) for name, col in self.columns.items()}
-        arrays.update({f"extra:{name}": t for name, t in self.extras.items()})
-        return arrays
+        return {name: col.values(self.steps) for name, col in self.columns.items()}
 
     def save(self, path: str | Path) -> Path:
         """Write the log to `path` (.npz, see README "Snapshot file"); atomic: write, then rename."""
@@ -325,12 +323,14 @@ class SnapshotLog:
 
     @classmethod
     def load(cls, path: str | Path) -> "SnapshotLog":
-        header, arrays = read_snapshot_file(path)
-        log = cls(
-            [ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
-            header["layers"], header["meta"], header.get("stat_bins", 0),
-        )
+        """The log in a snapshot file (a run record's file too: its own members are left unread)."""
+        return cls.from_file_contents(*read_snapshot_file(path))
+
+    @classmethod
+    def from_file_contents(cls, header: dict[str, Any], arrays: dict[str, Any]) -> "SnapshotLog":
+        log = cls([ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
+                  header["layers"], header.get("stat_bins", 0))
         log.steps = header["steps"]
-        log.extras = {name[6:]: torch.from_numpy(arrays.pop(name)) for name in list(arrays) if name.startswith("extra:")}
-        log.columns = {name: Column.from_values(torch.from_numpy(a), name) for name, a in arrays.items()}
+        log.columns = {name: Column.from_values(torch.from_numpy(a), name) for name, a in arrays.items()
+                       if is_column(name)}
         return log

@@ -1,1 +1,2 @@
-"""The lesson: the training loop with the Recorder attached, evaluations, the 11 steps, writers and the CLI."""
+"""The lesson around the Recorder: run (train, evaluate, one run record), story (pages), board
+(TensorBoard), bridge (a real data set), cli (arguments). Imports nn_lesson.data, .models and .hooks."""

@@ -1,6 +1,7 @@
-"""nn-lesson: train the lesson's network with every step recorded, and write it for TensorBoard.
+"""nn-lesson and nn-lesson bridge: the command line. Arguments are parsed and checked here, before anything
+heavy is imported; the work is done by lesson.run, lesson.story, lesson.board and lesson.bridge.
 
-Run `nn-lesson --help`. Exit codes: 0 done, 2 bad input or arguments, 3 training diverged,
+Run `nn-lesson --help` or `nn-lesson bridge --help`. Exit codes: 0 done, 2 bad input or arguments, 3 training diverged,
 130 interrupted (what was captured is still written).
 """
 
@@ -11,11 +12,47 @@ import signal
 import sys
 from pathlib import Path
 
-from data import DataError, load_students
-from lesson.cli_args import positive_float, positive_int
-from lesson.config import INITS, LOSSES, LessonConfig
-from lesson.run_dir import RunDirError, check_logdir, choose_run_dir
-from models import ACTIVATIONS
+from nn_lesson.data import DataError, load_students
+from nn_lesson.lesson.bridge.train import OPTIMIZERS, BridgeConfig, MissingExtra
+from nn_lesson.lesson.run.folder import RunDirError, check_logdir, choose_run_dir
+from nn_lesson.lesson.run.settings import INITS, LOSSES, LessonConfig
+from nn_lesson.models import ACTIVATIONS
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def add_run_folder_arguments(p: argparse.ArgumentParser, default_name: str) -> None:
+    """--logdir, --name, --overwrite: the same for every command that writes a run."""
+    p.add_argument("--logdir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
+    p.add_argument("--name", help=f"run folder name (default: {default_name}); an existing one is refused")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --name run")
+
+
+def run_folder(parser: argparse.ArgumentParser, args: argparse.Namespace, default_name: str) -> Path:
+    """The new run's folder under --logdir, checked before any training (argparse error, exit 2)."""
+    try:
+        check_logdir(args.logdir)
+        return choose_run_dir(args.logdir, args.name, default_name, args.overwrite)
+    except RunDirError as err:
+        parser.error(str(err))
+
 
 EXAMPLES = """\
 examples:
@@ -52,9 +89,7 @@ def lesson_parser() -> argparse.ArgumentParser:
                         "sigmoids with mean squared error (default: ce)")
     p.add_argument("--shuffle", action="store_true", help="shuffle students every epoch (default: CSV order)")
     p.add_argument("--data", type=Path, metavar="CSV", help="students CSV (default: the lesson's six + held-out)")
-    p.add_argument("--logdir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
-    p.add_argument("--name", help="run folder name (default: time, lr and loss); an existing one is refused")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --name run")
+    add_run_folder_arguments(p, "time, lr and loss")
     p.add_argument("--quiet", action="store_true", help="don't print the lesson's steps while it runs")
     p.add_argument("--step", type=int, metavar="N",
                    help="print step N of a saved run (with --snapshot) instead of training")
@@ -68,7 +103,6 @@ def lesson_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bridge"]:
-        from lesson.bridge_cli import bridge_main
         return bridge_main(argv[1:])
     parser = lesson_parser()
     args = parser.parse_args(argv)
@@ -76,11 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return show_step(parser, args)
     config = LessonConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                           init=args.init, activation=args.activation, loss=args.loss, shuffle=args.shuffle)
-    try:
-        check_logdir(args.logdir)
-        target = choose_run_dir(args.logdir, args.name, f"lr{config.lr:g}_{config.loss}", args.overwrite)
-    except RunDirError as err:
-        parser.error(str(err))
+    target = run_folder(parser, args, f"lr{config.lr:g}_{config.loss}")
     try:
         students = load_students(args.data)
     except DataError as err:
@@ -90,12 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"argument --batch-size: {config.batch_size} is larger than the "
                      f"{len(students.training())} training students")
 
-    from lesson.train import Diverged, train  # torch-heavy imports after the arguments are known good
-    from lesson.write_run import SNAPSHOT_FILE, write_run
-
-    from lesson.story import lesson_steps
-    from lesson.terminal import page
-    from lesson.view import LessonView
+    # torch-heavy imports after the arguments are known good
+    from nn_lesson.lesson.board.events import EventWriter
+    from nn_lesson.lesson.board.lesson_run import write_lesson_tensorboard
+    from nn_lesson.lesson.run.folder import write_run
+    from nn_lesson.lesson.run.record import SNAPSHOT_FILE
+    from nn_lesson.lesson.run.train import Diverged, train
+    from nn_lesson.lesson.story.pages import lesson_steps
+    from nn_lesson.lesson.story.terminal import page
 
     def progress(epoch: int, loss: float) -> None:
         every = max(1, config.epochs // 10)
@@ -109,22 +141,27 @@ def main(argv: list[str] | None = None) -> int:
               f"(Ctrl-C stops early and keeps what was recorded)", flush=True)
     code = 0
     try:
-        run = train(config, students, on_epoch=progress)
+        record = train(config, students, on_epoch=progress)
     except Diverged as err:
-        run, code = err.run, 3
+        record, code = err.record, 3
         print(f"nn-lesson: {err}", file=sys.stderr)
     except KeyboardInterrupt as err:
-        run, code = getattr(err, "run", None), 130
-        if run is None:
+        record, code = getattr(err, "record", None), 130
+        if record is None:
             print("nn-lesson: interrupted before training began; nothing written", file=sys.stderr)
             return code
-        print(f"nn-lesson: interrupted after {len(run.log)} steps; writing what was captured", file=sys.stderr)
-    path = write_run(run, target)
+        print(f"nn-lesson: interrupted after {len(record.log)} steps; writing what was captured", file=sys.stderr)
+
+    def fill(folder: Path) -> None:
+        record.save(folder / SNAPSHOT_FILE)
+        with EventWriter(folder) as events:
+            write_lesson_tensorboard(events, record)
+    path = write_run(target, fill)
     if not args.quiet:
-        for title, markdown in lesson_steps(LessonView.of(run.log)):
+        for title, markdown in lesson_steps(record):
             print(page(title, markdown))
     print(f"run: {path}")
-    print(f"snapshots: {path / SNAPSHOT_FILE} ({len(run.log)} steps)")
+    print(f"snapshots: {path / SNAPSHOT_FILE} ({len(record.log)} steps)")
     print(f"view it:   tensorboard --logdir {args.logdir} --samples_per_plugin images=100000")
     if args.serve:
         return serve(args.logdir, args.port) or code
@@ -132,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(logdir: Path, port: int | None) -> int:
-    from lesson.serve import start_tensorboard
+    from nn_lesson.lesson.board.serve import start_tensorboard
     try:
         proc, url = start_tensorboard(logdir, port)
     except RuntimeError as err:
@@ -151,19 +188,80 @@ def show_step(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Print step N of a saved run: what the network met and how it learned from it."""
     if args.snapshot is None or args.step is None:
         parser.error("--step N and --snapshot PATH go together")
-    from hooks import SnapshotFileError, SnapshotLog
-    from lesson.story import learns, meets
-    from lesson.terminal import page
-    from lesson.view import LessonView
-    from lesson.write_run import SNAPSHOT_FILE
+    from nn_lesson.hooks import SnapshotFileError
+    from nn_lesson.lesson.run.record import RunRecord, run_file
+    from nn_lesson.lesson.story.pages import learns, meets
+    from nn_lesson.lesson.story.terminal import page
 
-    path = args.snapshot / SNAPSHOT_FILE if args.snapshot.is_dir() else args.snapshot
+    path = run_file(args.snapshot)
     try:
-        view = LessonView.of(SnapshotLog.load(path))
+        record = RunRecord.load(path)
     except SnapshotFileError as err:
         parser.error(str(err))
-    if not 0 <= args.step < len(view.log):
-        parser.error(f"argument --step: {path} has steps 0..{len(view.log) - 1}, not {args.step}")
-    for title, markdown in (meets(view, args.step), learns(view, args.step)):
+    if not 0 <= args.step < len(record.log):
+        parser.error(f"argument --step: {path} has steps 0..{len(record.log) - 1}, not {args.step}")
+    for title, markdown in (meets(record, args.step), learns(record, args.step)):
         print(page(title.replace(title[:2], f"step {args.step}:", 1), markdown))
+    return 0
+
+
+def bridge_parser() -> argparse.ArgumentParser:
+    d = BridgeConfig()
+    p = argparse.ArgumentParser(
+        prog="nn-lesson bridge",
+        description="The bridge lesson: the same hooks and TensorBoard layout on a real data set (8x8 digits, "
+                    "shipped inside scikit-learn) with the training loop people actually write.")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="default: adam")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default: sgd 0.3, momentum 0.05, adam 0.003)")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, metavar="N", help=f"default: {d.epochs}")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, metavar="N", help=f"default: {d.batch_size}")
+    p.add_argument("--hidden", type=positive_int, default=d.hidden, metavar="N", help=f"hidden units (default: {d.hidden})")
+    p.add_argument("--seed", type=int, default=d.seed, metavar="S", help=f"default: {d.seed}")
+    p.add_argument("--policy", default=d.policy,
+                   help="what the Recorder keeps: full, every:K (every K-th step in full), stats or stats:K "
+                        f"(mean, std, norm, min, max, histogram per tensor) (default: {d.policy})")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    add_run_folder_arguments(p, "time and optimizer")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    return p
+
+
+def bridge_main(argv: list[str]) -> int:
+    parser = bridge_parser()
+    args = parser.parse_args(argv)
+    import torch
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("argument --device: CUDA is not available on this machine; use --device cpu")
+    config = BridgeConfig(optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                          hidden=args.hidden, seed=args.seed, policy=args.policy, device=args.device)
+    try:
+        config.capture_policy()
+    except ValueError as err:
+        parser.error(f"argument --policy: {err}")
+    target = run_folder(parser, args, f"bridge_{config.optimizer}")
+
+    from nn_lesson.lesson.board.events import EventWriter
+    from nn_lesson.lesson.bridge.board import write_bridge_tensorboard
+    from nn_lesson.lesson.bridge.train import train_bridge
+    from nn_lesson.lesson.run.folder import write_run
+    from nn_lesson.lesson.run.record import SNAPSHOT_FILE
+
+    def progress(epoch: int, train: float, held: float) -> None:
+        if not args.quiet:
+            print(f"epoch {epoch + 1:>3}/{config.epochs}  accuracy: training {train:.1%}, held-out {held:.1%}",
+                  flush=True)
+    try:
+        run = train_bridge(config, progress)
+    except MissingExtra as err:
+        print(f"nn-lesson bridge: error: {err}", file=sys.stderr)
+        return 2
+
+    def fill(folder: Path) -> None:
+        run.save(folder / SNAPSHOT_FILE)
+        with EventWriter(folder) as events:
+            write_bridge_tensorboard(events, run)
+    path = write_run(target, fill)
+    print(f"held-out accuracy {run.accuracy[-1]:.1%} after {config.epochs} epochs, {run.seconds:.1f} s of training, "
+          f"{len(run.log)} steps recorded ({run.log.nbytes / max(1, len(run.log)):.0f} bytes per recorded step)")
+    print(f"run: {path}\nview it: tensorboard --logdir {args.logdir}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.student_net import ACTIVATIONS
+from nn_lesson.models.student_net import ACTIVATIONS
 
 
 def make_mlp(sizes: list[int] | tuple[int, ...], activation: str = "relu") -> nn.Sequential:

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from data import Standardizer, load_students
-from lesson.config import LessonConfig
-from lesson.train import train
+from nn_lesson.data import Standardizer, load_students
+from nn_lesson.lesson.run.settings import LessonConfig
+from nn_lesson.lesson.run.train import train
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +29,7 @@ def scaled(students):
 
 def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """The real console entry point in a fresh interpreter, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "lesson", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "nn_lesson", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
 
 

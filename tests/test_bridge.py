@@ -8,9 +8,9 @@ from torch import nn
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import no_hooks_left, run_cli
-from hooks import CapturePolicy, Recorder
-from lesson.bridge import BridgeConfig, MissingExtra, build_optimizer, load_digits_split, train_bridge
-from models import make_mlp
+from nn_lesson.hooks import CapturePolicy, Recorder
+from nn_lesson.lesson.bridge.train import BridgeConfig, MissingExtra, build_optimizer, load_digits_split, train_bridge
+from nn_lesson.models import make_mlp
 
 pytest.importorskip("sklearn")
 

@@ -54,7 +54,7 @@ def test_serve_prints_a_local_url(tmp_path):
     import subprocess
     import sys
     import urllib.request
-    proc = subprocess.Popen([sys.executable, "-m", "lesson", "--epochs", "2", "--quiet", "--serve"], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "nn_lesson", "--epochs", "2", "--quiet", "--serve"], cwd=tmp_path,
                             stdout=subprocess.PIPE, text=True)
     try:
         for line in proc.stdout:

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from conftest import need_program
-from lesson.serve import start_tensorboard
+from nn_lesson.lesson.board.serve import start_tensorboard
 
 pytestmark = pytest.mark.browser
 

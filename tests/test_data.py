@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from data import CLASSES, DataError, Standardizer, load_students, synthetic_students
+from nn_lesson.data import CLASSES, DataError, Standardizer, load_students, synthetic_students
 
 
 def test_lesson_students_are_the_seeds_and_more(students):

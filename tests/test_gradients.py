@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from hooks import Recorder
-from lesson.config import LessonConfig
-from models import StudentNet
+from nn_lesson.hooks import Recorder
+from nn_lesson.lesson.run.settings import LessonConfig
+from nn_lesson.models import StudentNet
 
 LR = 0.5
 

@@ -7,7 +7,7 @@ import subprocess
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import need_program
-from lesson.tensorboard_lesson import GRAPH_TAG
+from nn_lesson.lesson.board.lesson_run import GRAPH_TAG
 
 
 def test_png_when_dot_is_present(written_run):
@@ -20,7 +20,7 @@ def test_png_when_dot_is_present(written_run):
 
 def test_dot_text_and_a_warning_when_dot_is_missing(tmp_path):
     env = {**os.environ, "PATH": str(tmp_path / "empty-bin")}  # no dot anywhere on PATH
-    result = subprocess.run([sys.executable, "-m", "lesson", "--epochs", "2", "--name", "nodot", "--quiet",
+    result = subprocess.run([sys.executable, "-m", "nn_lesson", "--epochs", "2", "--name", "nodot", "--quiet",
                              "--logdir", str(tmp_path / "runs")], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -6,9 +6,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hooks import SnapshotLog
-from lesson.story import lesson_steps
-from lesson.view import LessonView
+from nn_lesson.hooks import SnapshotLog
+from nn_lesson.lesson.story.pages import lesson_steps
+from nn_lesson.lesson.run.record import LessonView
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +85,9 @@ def test_steps_regenerate_identically_from_the_loaded_file(saved):
 
 def test_what_it_learned_says_when_a_pattern_is_missing():
     """A network whose weights make more study lower the PASS confidence must say so."""
-    from lesson.config import LessonConfig
-    from lesson.story import what_it_learned
-    from lesson.train import train
+    from nn_lesson.lesson.run.settings import LessonConfig
+    from nn_lesson.lesson.story.pages import what_it_learned
+    from nn_lesson.lesson.run.train import train
     run = train(LessonConfig(epochs=1))
     with torch.no_grad():  # flip the study input's effect in the final weights
         for name in ("param_after",):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models import LESSON_HIDDEN_WEIGHTS, LESSON_OUTPUT_WEIGHTS, StudentNet, make_mlp
+from nn_lesson.models import LESSON_HIDDEN_WEIGHTS, LESSON_OUTPUT_WEIGHTS, StudentNet, make_mlp
 
 
 def test_lesson_weights_are_the_lessons_twenty_values():

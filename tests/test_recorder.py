@@ -3,10 +3,10 @@ import torch
 from torch import nn
 
 from conftest import no_hooks_left
-from hooks import CapturePolicy, Recorder
-from lesson.config import LessonConfig
-from lesson.train import train
-from models import StudentNet
+from nn_lesson.hooks import CapturePolicy, Recorder
+from nn_lesson.lesson.run.settings import LessonConfig
+from nn_lesson.lesson.run.train import train
+from nn_lesson.models import StudentNet
 
 
 def lesson_loop(model, opt, loss_fn, x, y, epochs=3):

@@ -15,9 +15,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import no_hooks_left, run_cli
-from hooks import Recorder, SnapshotFileError, SnapshotLog
-from lesson.cli import main
-from models import StudentNet
+from nn_lesson.hooks import Recorder, SnapshotFileError, SnapshotLog
+from nn_lesson.lesson.cli import main
+from nn_lesson.models import StudentNet
 
 BAD = Path(__file__).with_name("bad_csv")
 CORPUS = [  # file, row, column (None where the problem has none), words the message must hold
@@ -84,7 +84,7 @@ def test_a_million_rows_is_refused_clearly(capsys, tmp_path):
 
 
 def test_labels_are_case_insensitive_and_1_0_is_accepted(tmp_path):
-    from data import load_students
+    from nn_lesson.data import load_students
     path = tmp_path / "ok.csv"
     path.write_text("name,hours_studied,hours_slept,previous_score,label\nA,5,7,70,pass\nB,2,5,50,Fail\n"
                     "C,8,8,90,1\nD,1,4,40,0\n")
@@ -124,7 +124,7 @@ def test_divergence_stops_names_step_and_layer_and_keeps_the_run(tmp_path):
 
 
 def test_ctrl_c_keeps_what_was_captured(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "lesson", "--epochs", "1000000", "--name", "stopped",
+    proc = subprocess.Popen([sys.executable, "-m", "nn_lesson", "--epochs", "1000000", "--name", "stopped",
                              "--logdir", str(tmp_path / "runs")], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("training on 6 students")

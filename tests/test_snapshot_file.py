@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from hooks import SnapshotFileError, SnapshotLog
+from nn_lesson.hooks import SnapshotFileError, SnapshotLog
 
 
 def test_save_load_roundtrip(lesson_run, tmp_path):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hooks import SnapshotLog
-from lesson.evaluate import epoch_summary
-from lesson.tensorboard_lesson import DIAGRAM_TAG, GRAPH_TAG, HPARAM_METRICS
+from nn_lesson.hooks import SnapshotLog
+from nn_lesson.lesson.run.evaluate import epoch_summary
+from nn_lesson.lesson.board.lesson_run import DIAGRAM_TAG, GRAPH_TAG, HPARAM_METRICS
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_fast_checksums_equal_tensorboards_own():
     import os
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
     from tensorboard.summary.writer import record_writer
-    from lesson.tb_events import use_fast_checksums
+    from nn_lesson.lesson.board.events import use_fast_checksums
     assert use_fast_checksums()
     for data in (b"", b"a", os.urandom(1000), os.urandom(65537)):
         assert record_writer.masked_crc32c(data) == reference(data)

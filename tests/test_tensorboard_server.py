@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
-from lesson.serve import start_tensorboard
-from lesson.tensorboard_lesson import DIAGRAM_TAG, GRAPH_TAG
+from nn_lesson.lesson.board.serve import start_tensorboard
+from nn_lesson.lesson.board.lesson_run import DIAGRAM_TAG, GRAPH_TAG
 
 pytestmark = pytest.mark.server
 

@@ -1,6 +1,6 @@
 import torch
 
-from lesson.evaluate import epoch_summary
+from nn_lesson.lesson.run.evaluate import epoch_summary
 
 
 def test_default_lesson_learns_and_generalises(lesson_run):

@@ -7,17 +7,15 @@ from __future__ import annotations
 import re
 import sys
 
-import torch
-from torch.utils.tensorboard.summary import hparams
+from torch.utils.tensorboard.summary import custom_scalars, hparams
 
-from lesson.autograd_graph import autograd_graph
-from lesson.diagram import draw_network, png_bytes
-from lesson.evaluate import epoch_summary
-from lesson.numbers import num
-from lesson.story import lesson_steps
-from lesson.tb_events import EventWriter
-from lesson.tensorboard_scalars import write_scalars
-from lesson.view import LessonView
+from nn_lesson.lesson.board.autograd_graph import autograd_graph
+from nn_lesson.lesson.board.diagram import draw_network, png_bytes
+from nn_lesson.lesson.board.events import EventWriter
+from nn_lesson.lesson.board.scalars import write_scalars
+from nn_lesson.lesson.run.record import RunRecord
+from nn_lesson.lesson.story.numbers import num
+from nn_lesson.lesson.story.pages import lesson_steps
 
 DIAGRAM_TAG = "diagram/network at this step"
 # A diagram per step up to this many steps (the default lesson has 360); evenly spaced steps beyond.
@@ -27,20 +25,25 @@ HPARAM_METRICS = {
     "hparams/final training loss": "train_loss", "hparams/final held-out loss": "heldout_loss",
     "hparams/final training accuracy": "train_accuracy", "hparams/final held-out accuracy": "heldout_accuracy",
 }
+EPOCH_TAGS = {
+    "1 loss/epoch: mean of its steps": "step_loss_mean", "1 loss/epoch: all training students": "train_loss",
+    "1 loss/epoch: held-out students": "heldout_loss", "2 accuracy/epoch: training students": "train_accuracy",
+    "2 accuracy/epoch: held-out students": "heldout_accuracy",
+}
 
 
-def diagram_frames(view: LessonView):
+def diagram_frames(record: RunRecord):
     """row -> {tag: png}: the network as it was during that step (weights before it, its forward values)."""
-    log = view.log
+    log = record.log
     before = {name: log.param(name, "before") for name in ("hidden.weight", "output.weight")}
     scale = max(float(w.abs().max()) for w in before.values())
     inputs, hidden = log.inputs[:, 0], log.activation("hidden_act")[:, 0]
-    conf = view.confidences(log.outputs[:, 0])
+    conf = record.confidences(log.outputs[:, 0])
     steps, epochs, losses = log.step.tolist(), log.epoch.tolist(), log.loss.tolist()
     samples = log.samples.tolist() if log.has("samples") else None
 
     def frame(row: int) -> dict[str, bytes]:
-        who = " + ".join(view.names[i] for i in samples[row] if i >= 0) if samples else ""
+        who = " + ".join(record.names[i] for i in samples[row] if i >= 0) if samples else ""
         title = f"step {steps[row]} · epoch {epochs[row] + 1} · {who} · loss {num(losses[row])}"
         weights = {name: w[row] for name, w in before.items()}
         return {DIAGRAM_TAG: png_bytes(draw_network(weights, inputs[row], hidden[row], conf[row], title, scale))}
@@ -64,34 +67,51 @@ def custom_layout() -> dict:
     }
 
 
-def write_lesson_tensorboard(events: EventWriter, view: LessonView, final_model: torch.nn.Module) -> None:
+def evaluation_scalars(record: RunRecord) -> dict[str, object]:
+    """Per recorded step: loss and accuracy on all training and held-out students after the step."""
+    out = {}
+    for ev, label in ((record.train, "all training students"), (record.heldout, "held-out students")):
+        if ev is not None:
+            out[f"1 loss/{label}"] = ev.loss_by_step[1:].numpy()
+            out[f"2 accuracy/{label}"] = ev.accuracy_by_step[1:].numpy()
+    return out
+
+
+def epoch_scalars(record: RunRecord) -> dict[str, tuple]:
+    epochs = record.epochs
+    numbers = (epochs.epoch + 1).numpy()  # epochs are counted from 1 on the x axis
+    return {tag: (numbers, getattr(epochs, key).numpy()) for tag, key in EPOCH_TAGS.items()
+            if getattr(epochs, key) is not None}
+
+
+def write_lesson_tensorboard(events: EventWriter, record: RunRecord) -> None:
     """Write the whole lesson into one run."""
-    log = view.log
-    frames = diagram_frames(view) if len(log) else None
-    write_scalars(events, log, images=frames, image_steps=MAX_DIAGRAMS)
-    writer = events.writer
-    steps = lesson_steps(view)
-    for title, markdown in steps:
+    log = record.log
+    frames = diagram_frames(record) if len(log) else None
+    write_scalars(events, log, row_scalars=evaluation_scalars(record), epoch_scalars=epoch_scalars(record),
+                  images=frames, image_steps=MAX_DIAGRAMS)
+    for title, markdown in lesson_steps(record):
         events.text(f"lesson/{title}", markdown)
     if len(log):
-        graph = autograd_graph(view, 0)
+        graph = autograd_graph(record, 0)
         if graph.png is not None:
             events.step(0, images={GRAPH_TAG: graph.png})
         else:
             print(f"nn-lesson: warning: {graph.problem}", file=sys.stderr)
             events.text(f"{GRAPH_TAG} (DOT source)", "```\n" + graph.dot_source + "\n```")
-    writer.add_graph(final_model, log.extras["train_inputs"][:1])
-    writer.add_custom_scalars(custom_layout())
-    _write_hparams(events, view)
+    events.add(custom_scalars(custom_layout()))
+    _write_hparams(events, record)
+    events.graph(record.trained_model(), record.scaler(record.training.features)[:1])
 
 
-def _write_hparams(events: EventWriter, view: LessonView) -> None:
-    c = view.config
+def _write_hparams(events: EventWriter, record: RunRecord) -> None:
+    c = record.config
     hp = {"lr": c.lr, "loss": c.loss, "init": c.init, "epochs": c.epochs, "batch_size": c.batch_size,
           "activation": c.activation, "seed": c.seed}
-    epochs = epoch_summary(view.log)
-    metrics = {tag: float(epochs[key][-1]) for tag, key in HPARAM_METRICS.items() if key in epochs}
+    epochs = record.epochs
+    metrics = {tag: float(getattr(epochs, key)[-1]) for tag, key in HPARAM_METRICS.items()
+               if getattr(epochs, key) is not None and len(getattr(epochs, key))}
     for summary in hparams(hp, metrics):
         events.add(summary)
-    last = int(view.log.step[-1]) if len(view.log) else 0
+    last = int(record.log.step[-1]) if len(record.log) else 0
     events.step(last, scalars=metrics)

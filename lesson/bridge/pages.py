@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from lesson.bridge import BridgeRun
-from lesson.numbers import num, pct
-from lesson.story import table
+from nn_lesson.lesson.bridge.train import BridgeRun
+from nn_lesson.lesson.story.numbers import num, pct
+from nn_lesson.lesson.story.pages import table
 
 LOOP_MAP = [
     ("for xb, yb in loader:", "a batch of students (here: 64 digit images)", "4/6/8 the network meets ..."),

@@ -13,8 +13,8 @@ import threading
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from lesson.names import HIDDEN_LABELS, INPUT_LABELS, OUTPUT_LABELS
-from lesson.numbers import num, pct, signed
+from nn_lesson.lesson.story.names import HIDDEN_LABELS, INPUT_LABELS, OUTPUT_LABELS
+from nn_lesson.lesson.story.numbers import num, pct, signed
 
 WIDTH, HEIGHT = 640, 380
 # Drawn straight into a 6-colour palette image: encoding it as PNG costs a fraction of an RGB frame,

@@ -1,4 +1,4 @@
-"""Benchmark: python -m lesson.bench [--rounds 5] [--steps 3000]
+"""Benchmark: python benchmarks/bench.py [--rounds 5] [--steps 3000]
 
 Every variant runs the project's own code paths, alternating within each round so that the machine's
 noise hits them alike; the table shows medians and ratios to the bare loop measured in the same round.
@@ -20,52 +20,37 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from data import Standardizer, load_students
-from hooks import CapturePolicy, Recorder, SnapshotLog
-from lesson.config import LessonConfig, build_loss, build_model, loss_targets
-from lesson.evaluate import add_evaluations
-from lesson.tb_events import EventWriter
-from lesson.tensorboard_lesson import write_lesson_tensorboard
-from lesson.train import run_epochs
-from lesson.view import LessonView
-from models import make_mlp
+from nn_lesson.data import load_students
+from nn_lesson.hooks import CapturePolicy, Recorder, SnapshotLog
+from nn_lesson.lesson.board.events import EventWriter
+from nn_lesson.lesson.board.lesson_run import write_lesson_tensorboard
+from nn_lesson.lesson.run.settings import LessonConfig
+from nn_lesson.lesson.run.train import LessonSetup, make_record, run_epochs
+from nn_lesson.models import make_mlp
 
 TARGETS = {"full capture": 1.3, "full capture + complete export": 2.0, "statistics only, every step": 1.1}
-
-
-def lesson_parts(config: LessonConfig):
-    students = load_students()
-    training = students.training()
-    scaler = Standardizer.fit(training.features)
-    x, y = scaler(training.features), loss_targets(config, training.labels)
-    model = build_model(config)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr)
-    loader = DataLoader(TensorDataset(torch.arange(len(training))), batch_size=1)
-    return students, scaler, x, y, model, opt, build_loss(config), loader
 
 
 def lesson_variant(name: str, epochs: int) -> tuple[float, SnapshotLog | None]:
     """Seconds for `epochs` of the lesson's per-sample loop under variant `name`, and its log if any."""
     config = LessonConfig(epochs=epochs)
-    students, scaler, x, y, model, opt, loss_fn, loader = lesson_parts(config)
-    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
-    meta = {"config": config.to_dict(), "sample_names": list(students.training().names),
-            "heldout_names": list(students.held_out().names)}
+    students = load_students()
+    s = LessonSetup.of(config, students)
+    initial = {n: p.detach().clone() for n, p in s.model.named_parameters()}
     if name == "naive capture":
-        return _naive(model, opt, loss_fn, loader, x, y, epochs), None
+        return _naive(s.model, s.optimizer, s.loss_fn, s.loader, s.x, s.y, epochs), None
     started = time.perf_counter()
     if name == "bare":
-        run_epochs(model, opt, loss_fn, loader, x, y, epochs)
+        run_epochs(s.model, s.optimizer, s.loss_fn, s.loader, s.x, s.y, epochs)
         return time.perf_counter() - started, None
-    with Recorder(model, opt, loss_fn, steps_per_epoch=len(loader), meta=meta) as rec:
-        run_epochs(model, opt, loss_fn, loader, x, y, epochs, rec)
+    with Recorder(s.model, s.optimizer, s.loss_fn, steps_per_epoch=len(s.loader)) as rec:
+        run_epochs(s.model, s.optimizer, s.loss_fn, s.loader, s.x, s.y, epochs, rec)
     if name == "full capture + complete export":
-        add_evaluations(rec.log, model, config, scaler, students, initial)
+        record = make_record(config, students, s, initial, rec.log)
         with tempfile.TemporaryDirectory() as tmp:
-            rec.log.save(Path(tmp) / "snapshots.npz")
-            events = EventWriter(Path(tmp))
-            write_lesson_tensorboard(events, LessonView.of(rec.log), model)
-            events.close()
+            record.save(Path(tmp) / "snapshots.npz")
+            with EventWriter(Path(tmp)) as events:
+                write_lesson_tensorboard(events, record)
     return time.perf_counter() - started, rec.log
 
 
@@ -124,7 +109,7 @@ def bridge_variant(name: str, steps: int) -> float:
 def cli_seconds() -> float:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "lesson", "--quiet", "--logdir", tmp], check=True,
+        subprocess.run([sys.executable, "-m", "nn_lesson", "--quiet", "--logdir", tmp], check=True,
                        stdout=subprocess.DEVNULL)
         return time.perf_counter() - started
 
@@ -151,7 +136,7 @@ def table(title: str, times: dict[str, list[float]], steps: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lesson.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5, help="rounds of alternating variants (default: 5)")
     p.add_argument("--steps", type=int, default=3000, help="lesson steps per variant, per-sample (default: 3000)")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import secrets
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 
 class RunDirError(ValueError):
@@ -49,12 +51,18 @@ def choose_run_dir(logdir: Path, name: str | None, default_name: str, overwrite:
     return target
 
 
+def write_run(target: Path, fill: Callable[[Path], None]) -> Path:
+    """The one way a run folder is written: `fill` writes every file into a staging folder, which is then
+    moved to `target`. A crash inside `fill` leaves no folder under the real name."""
+    staging = staging_dir(target)
+    fill(staging)
+    return publish(staging, target)
+
+
 def staging_dir(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    mask = os.umask(0)
-    os.umask(mask)
-    staging.chmod(0o777 & ~mask)  # mkdtemp makes 0700; give the folder the mode mkdir would
+    staging = target.parent / f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir()  # exclusive; the umask gives the folder its mode, as for any folder
     return staging
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from hooks import Snapshot
+from nn_lesson.hooks import Snapshot
 
 
 def activation_derivative(activation: str, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models import ACTIVATIONS, StudentNet
+from nn_lesson.models import ACTIVATIONS, StudentNet
 
 LOSSES = ("ce", "mse")
 INITS = ("lesson", "random")

@@ -11,11 +11,12 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from data import CLASSES, FEATURES, Standardizer, StudentTable, load_students
-from hooks import CapturePolicy, Recorder, SnapshotLog
-from lesson.config import LessonConfig, build_loss, build_model, loss_targets
-from lesson.evaluate import add_evaluations
-from models import StudentNet
+from nn_lesson.data import Standardizer, StudentTable, load_students
+from nn_lesson.hooks import CapturePolicy, Recorder, SnapshotLog
+from nn_lesson.lesson.run.evaluate import evaluate_steps
+from nn_lesson.lesson.run.record import RunRecord
+from nn_lesson.lesson.run.settings import LessonConfig, build_loss, build_model, loss_targets
+from nn_lesson.models import StudentNet
 
 
 class Diverged(RuntimeError):
@@ -26,56 +27,68 @@ class Diverged(RuntimeError):
         self.step = step
 
 
-@dataclass
-class LessonRun:
-    config: LessonConfig
-    students: StudentTable
+@dataclass(frozen=True)
+class LessonSetup:
+    """Everything the lesson's loop needs, built from the settings and the students: shared by train() and
+    the benchmark, so both run exactly the same loop."""
+
     scaler: Standardizer
-    model: StudentNet       # trained (or as far as training got)
-    log: SnapshotLog
-    stopped: str | None = None  # why training ended early: "diverged: ..." or "interrupted"
+    x: torch.Tensor               # standardised training inputs
+    y: torch.Tensor               # loss targets
+    model: StudentNet
+    optimizer: torch.optim.Optimizer
+    loss_fn: torch.nn.Module
+    loader: DataLoader            # yields (indices,) of training students, one batch per step
+
+    @classmethod
+    def of(cls, config: LessonConfig, students: StudentTable) -> "LessonSetup":
+        training = students.training()
+        if config.batch_size > len(training):
+            raise ValueError(f"batch size {config.batch_size} is larger than the {len(training)} training students")
+        torch.manual_seed(config.seed)
+        scaler = Standardizer.fit(training.features)
+        model = build_model(config)
+        loader = DataLoader(TensorDataset(torch.arange(len(training))), batch_size=config.batch_size,
+                            shuffle=config.shuffle, generator=torch.Generator().manual_seed(config.seed))
+        return cls(scaler, scaler(training.features), loss_targets(config, training.labels), model,
+                   torch.optim.SGD(model.parameters(), lr=config.lr), build_loss(config), loader)
 
 
 def train(config: LessonConfig, students: StudentTable | None = None, *,
-          policy: CapturePolicy | None = None, on_epoch: Callable[[int, float], None] | None = None) -> LessonRun:
-    """Train StudentNet on the training students with the Recorder attached; evaluations are added to the log.
+          policy: CapturePolicy | None = None, on_epoch: Callable[[int, float], None] | None = None) -> RunRecord:
+    """Train StudentNet on the training students with the Recorder attached; returns the run record.
 
     Raises Diverged (after the log is complete up to the bad step) when a number becomes non-finite;
-    KeyboardInterrupt propagates the same way, with `run` attached to it as `exc.run`.
+    KeyboardInterrupt propagates the same way. Either carries the run record so far as `exc.record`.
     """
     students = students if students is not None else load_students()
-    training = students.training()
-    if config.batch_size > len(training):
-        raise ValueError(f"batch size {config.batch_size} is larger than the {len(training)} training students")
-    torch.manual_seed(config.seed)
-    scaler = Standardizer.fit(training.features)
-    x, y = scaler(training.features), loss_targets(config, training.labels)
-    model = build_model(config)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
-    loss_fn = build_loss(config)
-    loader = DataLoader(TensorDataset(torch.arange(len(training))), batch_size=config.batch_size,
-                        shuffle=config.shuffle, generator=torch.Generator().manual_seed(config.seed))
+    setup = LessonSetup.of(config, students)
+    model = setup.model
     initial = {name: p.detach().clone() for name, p in model.named_parameters()}
-    meta = {"config": config.to_dict(), "features": list(FEATURES), "classes": list(CLASSES),
-            "sample_names": list(training.names), "heldout_names": list(students.held_out().names),
-            "source": students.source}
-    run = LessonRun(config, students, scaler, model, SnapshotLog())
+    rec = Recorder(model, setup.optimizer, setup.loss_fn, steps_per_epoch=len(setup.loader), policy=policy)
+
+    def record(stopped: str | None) -> RunRecord:
+        return make_record(config, students, setup, initial, rec.log, stopped)
     try:
-        with Recorder(model, optimizer, loss_fn, steps_per_epoch=len(loader), policy=policy, meta=meta) as rec:
-            run.log = rec.log
-            run_epochs(model, optimizer, loss_fn, loader, x, y, config.epochs, rec, on_epoch)
+        with rec:
+            run_epochs(model, setup.optimizer, setup.loss_fn, setup.loader, setup.x, setup.y, config.epochs, rec,
+                       on_epoch)
     except Diverged as err:
-        run.stopped = f"diverged: {err}"
-        add_evaluations(run.log, model, config, scaler, students, initial)
-        err.run = run
+        err.record = record(f"diverged: {err}")
         raise
     except KeyboardInterrupt as err:
-        run.stopped = "interrupted"
-        add_evaluations(run.log, model, config, scaler, students, initial)
-        err.run = run
+        err.record = record("interrupted")
         raise
-    add_evaluations(run.log, model, config, scaler, students, initial)
-    return run
+    return record(None)
+
+
+def make_record(config: LessonConfig, students: StudentTable, setup: LessonSetup, initial: dict[str, torch.Tensor],
+                log: SnapshotLog, stopped: str | None = None) -> RunRecord:
+    """The run record of a finished (or stopped) run: the log plus evaluations of every recorded step."""
+    def evaluate(table: StudentTable):
+        return evaluate_steps(log, setup.model, config, setup.scaler, initial, table)
+    return RunRecord(config, students, setup.scaler, initial, log, evaluate(students.training()),
+                     evaluate(students.held_out()), stopped)
 
 
 def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: torch.nn.Module,

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from lesson.bridge import BridgeRun
-from lesson.bridge_pages import accuracy_page, loop_page, optimizer_page
-from lesson.tb_events import EventWriter, png_image
-from lesson.tensorboard_scalars import write_scalars
+from nn_lesson.lesson.bridge.train import BridgeRun
+from nn_lesson.lesson.bridge.pages import accuracy_page, loop_page, optimizer_page
+from nn_lesson.lesson.board.events import EventWriter, png_image
+from nn_lesson.lesson.board.scalars import update_to_weight_ratio, write_scalars
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 DIGITS_TAG = "digits/held-out predictions"
@@ -42,12 +42,10 @@ def write_bridge_tensorboard(events: EventWriter, run: BridgeRun) -> None:
     if log.has("param_after"):
         write_scalars(events, log, lesson_names=False)
     else:  # statistics only: the health check from the recorded statistics
+        ratios = {name: update_to_weight_ratio(log, name).tolist() for name in log.param_names}
         for row, step in enumerate(log.step.tolist()):
             scalars = {"1 loss/this step's batch": float(log.loss[row])}
-            for name in log.param_names:
-                value_std = log.stat(f"{name}:value", "std")[row]
-                scalars[f"6 health/update-to-weight ratio {name}"] = float(
-                    log.stat(f"{name}:update", "std")[row] / value_std)
+            scalars.update({f"6 health/update-to-weight ratio {name}": r[row] for name, r in ratios.items()})
             events.step(step, scalars)
     for e, (train, held) in enumerate(zip(run.train_accuracy, run.accuracy)):
         events.step(e + 1, {"2 accuracy/epoch: training digits": train, "2 accuracy/epoch: held-out digits": held})
@@ -58,4 +56,4 @@ def write_bridge_tensorboard(events: EventWriter, run: BridgeRun) -> None:
                int(log.step[-1]) if len(log) else 0)
     for title, markdown in (loop_page(), optimizer_page(run), accuracy_page(run)):
         events.text(title, markdown)
-    events.writer.add_graph(run.model, x[:1].to(next(run.model.parameters()).device))
+    events.graph(run.model, x[:1].to(next(run.model.parameters()).device))

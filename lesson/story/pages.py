@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from lesson.chain_rule import compare, hand_gradients
-from lesson.evaluate import epoch_summary
-from lesson.names import INPUT_LABELS, all_weight_names, weight_name
-from lesson.numbers import num, pct, signed
-from lesson.view import LessonView
+from nn_lesson.lesson.story.chain_rule import compare, hand_gradients
+from nn_lesson.lesson.story.names import INPUT_LABELS, all_weight_names, weight_name
+from nn_lesson.lesson.story.numbers import num, pct, signed
+from nn_lesson.lesson.run.record import RunRecord
 
 FEATURE_TITLES = ("hours studied", "hours slept", "previous score %")
 
@@ -31,23 +30,23 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def lesson_steps(view: LessonView) -> list[tuple[str, str]]:
+def lesson_steps(record: RunRecord) -> list[tuple[str, str]]:
     """[(title, markdown)] for the 11 steps, then the chain rule page."""
-    steps = [challenge(view), training_data(view), starting_weights(view)]
+    steps = [challenge(record), training_data(record), starting_weights(record)]
     for k in range(3):
-        if k < len(view.log):
-            steps += [meets(view, k), learns(view, k)]
+        if k < len(record.log):
+            steps += [meets(record, k), learns(record, k)]
         else:
             steps += [(f"{4 + 2 * k:02d} (no step {k})", "Training stopped before this step."),
                       (f"{5 + 2 * k:02d} (no step {k})", "Training stopped before this step.")]
-    steps += [final_test(view), what_it_learned(view)]
-    if len(view.log):
-        steps.append(chain_rule_page(view, 0))
+    steps += [final_test(record), what_it_learned(record)]
+    if len(record.log):
+        steps.append(chain_rule_page(record, 0))
     return steps
 
 
-def challenge(view: LessonView) -> tuple[str, str]:
-    c, log = view.config, view.log
+def challenge(record: RunRecord) -> tuple[str, str]:
+    c, log = record.config, record.log
     n_weights = sum(p.numel for p in log.params if p.name.endswith("weight"))
     n_biases = sum(p.numel for p in log.params if p.name.endswith("bias"))
     loss = ("cross-entropy on two scores (softmax gives the confidences)" if c.loss == "ce"
@@ -57,27 +56,26 @@ def challenge(view: LessonView) -> tuple[str, str]:
         "**Can a network learn who passes?** From three numbers per student (hours studied, hours slept, "
         "previous score) a network of 3 inputs → 4 hidden units → 2 outputs says how confident it is in "
         "**PASS** and in **FAIL**.\n\n"
-        f"It has **{n_weights} weights and {n_biases} biases**. It learns from **{len(view.names)} students** "
-        f"and is tested on **{len(view.heldout_names)} it never sees** while learning.\n\n"
+        f"It has **{n_weights} weights and {n_biases} biases**. It learns from **{len(record.names)} students** "
+        f"and is tested on **{len(record.heldout_names)} it never sees** while learning.\n\n"
         f"Settings of this run: learning rate **{c.lr:g}**, loss: {loss}, hidden activation: {c.activation}, "
         f"{c.batch_size} student(s) per step, starting weights: {c.init}.\n\n"
-        f"A **step** is one weight update; an **epoch** is one pass over all {len(view.names)} training "
+        f"A **step** is one weight update; an **epoch** is one pass over all {len(record.names)} training "
         f"students. This run took **{len(log)} steps** in **{epochs} epochs**."
     )
-    stopped = log.meta.get("stopped")
-    if stopped:
-        text += f"\n\n**Training stopped early:** {stopped}."
+    if record.stopped:
+        text += f"\n\n**Training stopped early:** {record.stopped}."
     return "01 the challenge", text
 
 
-def training_data(view: LessonView) -> tuple[str, str]:
-    ex = view.log.extras
-    raw, scaled, labels = ex["train_raw"], ex["train_inputs"], ex["train_labels"]
-    rows = [[name, *[f"{float(v):g}" for v in raw[i]], view.label(labels[i]), *[signed(v) for v in scaled[i]]]
-            for i, name in enumerate(view.names)]
+def training_data(record: RunRecord) -> tuple[str, str]:
+    raw, labels, scaler = record.training.features, record.training.labels, record.scaler
+    scaled = scaler(raw)
+    rows = [[name, *[f"{float(v):g}" for v in raw[i]], record.label(labels[i]), *[signed(v) for v in scaled[i]]]
+            for i, name in enumerate(record.names)]
     header = ["student", *FEATURE_TITLES, "result", *[f"{t} (network sees)" for t in INPUT_LABELS]]
-    stats = table(["", *FEATURE_TITLES], [["mean", *[num(v, 2) for v in ex["scaler_mean"]]],
-                                          ["spread (std)", *[num(v, 2) for v in ex["scaler_std"]]]])
+    stats = table(["", *FEATURE_TITLES], [["mean", *[num(v, 2) for v in scaler.mean]],
+                                          ["spread (std)", *[num(v, 2) for v in scaler.std]]])
     return "02 the training data", (
         "The students the network learns from. A score of 85 next to 8 hours would drown the hours, so each "
         "column is **standardised**: minus the column's mean, divided by its spread, with mean and spread "
@@ -85,35 +83,35 @@ def training_data(view: LessonView) -> tuple[str, str]:
         + table(header, rows) + "\n\n" + stats)
 
 
-def starting_weights(view: LessonView) -> tuple[str, str]:
-    initial = view.initial()
+def starting_weights(record: RunRecord) -> tuple[str, str]:
+    initial = record.initial
     rows = []
     for name in ("hidden.weight", "output.weight"):
         for idx, label in all_weight_names(name, tuple(initial[name].shape)):
             rows.append([label, signed(initial[name][idx])])
     biases = ", ".join(f"{weight_name(n, (i,))} {signed(v)}" for n in ("hidden.bias", "output.bias")
                        for i, v in enumerate(initial[n]))
-    origin = ("the seed lesson's picture: fixed values, the same every run" if view.config.init == "lesson" else
+    origin = ("the seed lesson's picture: fixed values, the same every run" if record.config.init == "lesson" else
               f"PyTorch's default initialisation: uniform between ±1/√(inputs of the layer), drawn with seed "
-              f"{view.config.seed}")
+              f"{record.config.seed}")
     return "03 the starting weights", (
         f"Before learning, the weights are just starting points ({origin}). The network knows nothing yet: "
         "a weight says how strongly one unit pushes the next, and its sign says which way.\n\n"
         + table(["weight (from→to)", "value"], rows) + f"\n\nBiases: {biases}.")
 
 
-def meets(view: LessonView, k: int) -> tuple[str, str]:
-    snap = view.log[k]
-    conf = view.confidences(snap.outputs)
-    labels = view.log.extras["train_labels"]
+def meets(record: RunRecord, k: int) -> tuple[str, str]:
+    snap = record.log[k]
+    conf = record.confidences(snap.outputs)
+    labels = record.training.labels
     rows, right = [], 0
-    for b, name in enumerate(view.students_of(k)):
+    for b, name in enumerate(record.students_of(k)):
         truth = labels[int(snap.samples[b])]
         guess = int(conf[b].argmax())
         right += guess == int(truth)
-        rows.append([name, pct(conf[b, 0]), pct(conf[b, 1]), view.label(guess), view.label(truth),
+        rows.append([name, pct(conf[b, 0]), pct(conf[b, 1]), record.label(guess), record.label(truth),
                      "right" if guess == int(truth) else "wrong"])
-    whom = who(view.students_of(k))
+    whom = who(record.students_of(k))
     hidden = ", ".join(f"h{j + 1} {num(v)}" for j, v in enumerate(snap.activations["hidden_act"][0]))
     return f"{4 + 2 * k:02d} the network meets {whom}", (
         f"Step {k}: the network sees {whom} (first student's standardised inputs "
@@ -123,9 +121,9 @@ def meets(view: LessonView, k: int) -> tuple[str, str]:
         + f"\n\nIt got **{right} of {len(rows)}** right, with a loss of **{num(snap.loss)}**.")
 
 
-def learns(view: LessonView, k: int) -> tuple[str, str]:
-    snap, lr = view.log[k], view.log[k].lr
-    whom = who(view.students_of(k))
+def learns(record: RunRecord, k: int) -> tuple[str, str]:
+    snap, lr = record.log[k], record.log[k].lr
+    whom = who(record.students_of(k))
     err = snap.act_grads["output"]                     # dL/d(output score): the error signal per output
     h = snap.activations["hidden_act"]
     grad = snap.grads["output.weight"]
@@ -138,8 +136,8 @@ def learns(view: LessonView, k: int) -> tuple[str, str]:
         flat = int(u.abs().argmax())
         idx = divmod(flat, u.shape[1]) if u.dim() == 2 else (flat,)
         top.append([n, weight_name(n, idx), signed(snap.before[n][idx]), signed(u[idx]), signed(snap.after[n][idx])])
-    loss_all = view.log.extras["train_loss_by_step"]
-    error_rows = [[f"{who_b}", signed(err[b, 0]), signed(err[b, 1])] for b, who_b in enumerate(view.students_of(k))]
+    loss_all = record.train.loss_by_step
+    error_rows = [[f"{who_b}", signed(err[b, 0]), signed(err[b, 1])] for b, who_b in enumerate(record.students_of(k))]
     return f"{5 + 2 * k:02d} the network learns from {whom}", (
         f"**How wrong?** The loss was {num(snap.loss)}. Its gradient with respect to each output score is the "
         f"error signal that `loss.backward()` sends back:\n\n"
@@ -150,27 +148,26 @@ def learns(view: LessonView, k: int) -> tuple[str, str]:
         f"= **{signed(after)}**.\n\n"
         f"The weights that moved most in each layer:\n\n"
         + table(["parameter", "weight", "before", "update", "after"], top) + "\n\n"
-        f"Loss on all {len(view.names)} training students: **{num(loss_all[k])}** before this step, "
+        f"Loss on all {len(record.names)} training students: **{num(loss_all[k])}** before this step, "
         f"**{num(loss_all[k + 1])}** after it.")
 
 
-def final_test(view: LessonView) -> tuple[str, str]:
-    ex = view.log.extras
-    if "heldout_confidence_final" not in ex:
+def final_test(record: RunRecord) -> tuple[str, str]:
+    if record.heldout is None:
         return "10 the final test", ("This data has no held-out students, so there is no final test: add rows "
                                      "with `split` set to `heldout` to keep some students out of training.")
-    conf, labels, raw = ex["heldout_confidence_final"], ex["heldout_labels"], ex["heldout_raw"]
+    conf, labels, raw = record.heldout.confidence_final, record.held_out.labels, record.held_out.features
     rows, right = [], 0
-    for i, name in enumerate(view.heldout_names):
+    for i, name in enumerate(record.heldout_names):
         guess = int(conf[i].argmax())
         right += guess == int(labels[i])
         rows.append([name, *[f"{float(v):g}" for v in raw[i]], pct(conf[i, 0]), pct(conf[i, 1]),
-                     view.label(guess), view.label(labels[i]), "right" if guess == int(labels[i]) else "wrong"])
-    epochs = epoch_summary(view.log)
-    n = len(epochs["epoch"])
+                     record.label(guess), record.label(labels[i]), "right" if guess == int(labels[i]) else "wrong"])
+    epochs = record.epochs
+    n = len(epochs.epoch)
     shown = sorted({int(i) for i in torch.linspace(0, n - 1, min(n, 10)).round()}) if n else []
-    history = [[str(int(epochs["epoch"][i]) + 1), num(epochs["train_loss"][i]), num(epochs["heldout_loss"][i]),
-                pct(epochs["train_accuracy"][i]), pct(epochs["heldout_accuracy"][i])] for i in shown]
+    history = [[str(int(epochs.epoch[i]) + 1), num(epochs.train_loss[i]), num(epochs.heldout_loss[i]),
+                pct(epochs.train_accuracy[i]), pct(epochs.heldout_accuracy[i])] for i in shown]
     return "10 the final test", (
         f"The trained network meets {len(rows)} students it never learned from. It got **{right} of {len(rows)}** "
         "right.\n\n" + table(["student", *FEATURE_TITLES, "PASS confidence", "FAIL confidence", "guess", "truth", ""],
@@ -180,18 +177,17 @@ def final_test(view: LessonView) -> tuple[str, str]:
                 history))
 
 
-def what_it_learned(view: LessonView) -> tuple[str, str]:
-    ex = view.log.extras
-    final = view.final()
-    raw = ex["train_raw"]
-    base = view.predict(final, view.scale(raw))[:, 0]
+def what_it_learned(record: RunRecord) -> tuple[str, str]:
+    final = record.final()
+    raw = record.training.features
+    base = record.predict(final, record.scaler(raw))[:, 0]
     changes = ((1.0, "one more hour of study", "more study"), (1.0, "one more hour of sleep", "more sleep"),
                (10.0, "10 more points of previous score", "a higher previous score"))
     rows, surprises = [], []
     for f, (delta, title, short) in enumerate(changes):
         moved = raw.clone()
         moved[:, f] += delta
-        change = view.predict(final, view.scale(moved))[:, 0] - base
+        change = record.predict(final, record.scaler(moved))[:, 0] - base
         rows.append([title, signed(change.mean()), signed(change.min()), signed(change.max())])
         if float(change.mean()) <= 0:
             surprises.append(f"{short} did **not** raise the PASS confidence on average ({signed(change.mean())})")
@@ -210,11 +206,11 @@ def what_it_learned(view: LessonView) -> tuple[str, str]:
         + ", ".join(f"{t} {signed(v)}" for t, v in zip(INPUT_LABELS, final["hidden.weight"][strongest])) + ".")
 
 
-def chain_rule_page(view: LessonView, k: int) -> tuple[str, str]:
-    snap = view.log[k]
-    hand = hand_gradients(snap, view.config.activation, view.config.loss)
+def chain_rule_page(record: RunRecord, k: int) -> tuple[str, str]:
+    snap = record.log[k]
+    hand = hand_gradients(snap, record.config.activation, record.config.loss)
     rows = [[name, "yes" if exact else "no", "yes" if approx else "no", f"{diff:.2e}"]
-            for name, exact, approx, diff in compare(snap, view.config.activation, view.config.loss)]
+            for name, exact, approx, diff in compare(snap, record.config.activation, record.config.loss)]
     g = hand["hidden.weight"][0, 0]
     products = " + ".join(f"{signed(snap.act_grads['hidden'][b, 0])} × {signed(snap.inputs[b, 0])}"
                           for b in range(snap.inputs.shape[0]))

@@ -12,8 +12,8 @@ import graphviz
 import torch
 from torchviz import make_dot
 
-from lesson.config import build_loss
-from lesson.view import LessonView
+from nn_lesson.lesson.run.settings import build_loss
+from nn_lesson.lesson.run.record import RunRecord
 
 
 @dataclass
@@ -23,11 +23,11 @@ class AutogradGraph:
     problem: str | None    # why there is no PNG
 
 
-def autograd_graph(view: LessonView, step: int = 0) -> AutogradGraph:
-    snap = view.log[step]
+def autograd_graph(record: RunRecord, step: int = 0) -> AutogradGraph:
+    snap = record.log[step]
     params = {name: t.clone().requires_grad_(True) for name, t in snap.before.items()}
-    out = torch.func.functional_call(view.model, params, (snap.inputs,))
-    loss = build_loss(view.config)(out, snap.targets)
+    out = torch.func.functional_call(record.model, params, (snap.inputs,))
+    loss = build_loss(record.config)(out, snap.targets)
     dot = make_dot(loss, params=params)
     dot.graph_attr.update(label=f"autograd graph of step {step}: loss {float(loss.detach()):.4f}", labelloc="t")
     try:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from hooks import CapturePolicy, Recorder, SnapshotLog
-from models import make_mlp
+from nn_lesson.hooks import CapturePolicy, Recorder, SnapshotLog
+from nn_lesson.lesson.run.record import save_record
+from nn_lesson.models import make_mlp
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 DEFAULT_LR = {"sgd": 0.3, "momentum": 0.05, "adam": 0.003}
@@ -49,16 +51,23 @@ class BridgeConfig:
         raise ValueError(f"policy must be full, every:K, stats or stats:K, not {self.policy!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class BridgeRun:
+    """The bridge's run record: built once after training, then only read by its writers."""
+
     config: BridgeConfig
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
+    model: nn.Module               # trained
     log: SnapshotLog
     accuracy: list[float]          # held-out accuracy after each epoch
     train_accuracy: list[float]
     heldout: tuple[torch.Tensor, torch.Tensor]  # images (N, 64) scaled 0..1, labels
     seconds: float
+
+    def save(self, path: str | Path) -> Path:
+        """The snapshot file, with the bridge's settings and accuracies as its record."""
+        return save_record(path, self.log, {"kind": "bridge", "config": asdict(self.config)},
+                           {"heldout_accuracy_by_epoch": torch.tensor(self.accuracy),
+                            "train_accuracy_by_epoch": torch.tensor(self.train_accuracy)})
 
 
 def load_digits_split(seed: int, heldout_fraction: float) -> tuple[torch.Tensor, ...]:
@@ -104,9 +113,7 @@ def train_bridge(config: BridgeConfig, on_epoch: Callable[[int, float, float], N
                         generator=torch.Generator().manual_seed(config.seed))
     held_acc, train_acc = [], []
     started = time.perf_counter()
-    meta = {"bridge": asdict(config), "classes": [str(d) for d in range(10)]}
-    with Recorder(model, optimizer, loss_fn, steps_per_epoch=len(loader), policy=config.capture_policy(),
-                  meta=meta) as rec:
+    with Recorder(model, optimizer, loss_fn, steps_per_epoch=len(loader), policy=config.capture_policy()) as rec:
         for epoch in range(config.epochs):
             model.train()
             for xb, yb in loader:          # the loop people write; nothing in it knows about rec
@@ -120,6 +127,4 @@ def train_bridge(config: BridgeConfig, on_epoch: Callable[[int, float, float], N
             if on_epoch is not None:
                 on_epoch(epoch, train_acc[-1], held_acc[-1])
     seconds = time.perf_counter() - started
-    rec.log.extras.update({"heldout_accuracy_by_epoch": torch.tensor(held_acc),
-                           "train_accuracy_by_epoch": torch.tensor(train_acc)})
-    return BridgeRun(config, model, optimizer, rec.log, held_acc, train_acc, (x_held.cpu(), y_held.cpu()), seconds)
+    return BridgeRun(config, model, rec.log, held_acc, train_acc, (x_held.cpu(), y_held.cpu()), seconds)

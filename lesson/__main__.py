@@ -1,5 +1,0 @@
-import sys
-
-from lesson.cli import main
-
-sys.exit(main())
