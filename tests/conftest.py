@@ -50,9 +50,9 @@ def no_hooks_left(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Non
 def written_run(tmp_path_factory):
     """The default lesson written by the real CLI once: (run folder, stdout)."""
     root = tmp_path_factory.mktemp("lesson")
-    result = run_cli("--name", "default", "--logdir", str(root / "runs"), cwd=root)
+    result = run_cli("--name", "first-lesson", "--logdir", str(root / "runs"), cwd=root)
     assert result.returncode == 0, result.stderr
-    return root / "runs" / "default", result.stdout
+    return root / "runs" / "first-lesson", result.stdout
 
 
 def need_program(name: str) -> str:

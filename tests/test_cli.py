@@ -51,17 +51,26 @@ def test_step_prints_one_step_from_a_saved_file(written_run, tmp_path):
 
 
 def test_serve_prints_a_local_url(tmp_path):
+    import selectors
     import subprocess
     import sys
+    import time
     import urllib.request
     proc = subprocess.Popen([sys.executable, "-m", "nn_lesson", "--epochs", "2", "--quiet", "--serve"], cwd=tmp_path,
                             stdout=subprocess.PIPE, text=True)
+    url, seen = None, []
     try:
-        for line in proc.stdout:
-            if line.startswith("TensorBoard: "):
-                url = line.split()[1]
-                break
-        assert url.startswith("http://127.0.0.1:")
+        with selectors.DefaultSelector() as sel:  # every read waits at most until the deadline
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            deadline = time.monotonic() + 120
+            while url is None and time.monotonic() < deadline and sel.select(deadline - time.monotonic()):
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                seen.append(line)
+                if line.startswith("TensorBoard: "):
+                    url = line.split()[1]
+        assert url is not None and url.startswith("http://127.0.0.1:"), seen
         with urllib.request.urlopen(url + "data/runs", timeout=30) as r:
             assert r.status == 200
     finally:

@@ -6,20 +6,19 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nn_lesson.hooks import SnapshotLog
+from nn_lesson.lesson.run.record import RunRecord
 from nn_lesson.lesson.story.pages import lesson_steps
-from nn_lesson.lesson.run.record import LessonView
 
 
 @pytest.fixture(scope="module")
 def saved(written_run):
     run_dir, stdout = written_run
-    log = SnapshotLog.load(run_dir / "snapshots.npz")
+    record = RunRecord.load(run_dir / "snapshots.npz")
     acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
     acc.Reload()
     pages = {t: acc.Tensors(t)[0].tensor_proto.string_val[0].decode() for t in acc.Tags()["tensors"]
              if t.startswith("lesson/")}
-    return log, pages, stdout
+    return record, pages, stdout
 
 
 def page(pages, prefix):
@@ -27,7 +26,7 @@ def page(pages, prefix):
 
 
 def test_sarahs_confidence_is_the_softmax_in_the_file(saved):
-    log, pages, _ = saved
+    log, pages, _ = saved[0].log, saved[1], saved[2]
     text = page(pages, "04")
     row = re.search(r"\| Sarah \| ([\d.]+)% \| ([\d.]+)% \| (PASS|FAIL) \| (PASS|FAIL) \| (right|wrong) \|", text)
     conf = log[0].outputs.softmax(1)[0]
@@ -37,7 +36,7 @@ def test_sarahs_confidence_is_the_softmax_in_the_file(saved):
 
 
 def test_worked_update_uses_the_real_weight_gradient_and_lr(saved):
-    log, pages, _ = saved
+    log, pages, _ = saved[0].log, saved[1], saved[2]
     text = page(pages, "05")
     m = re.search(r"For \*\*(h\d)→(PASS|FAIL)\*\*: gradient = .* = \*\*([+-][\d.]+)\*\*", text)
     j, o = int(m.group(1)[1]) - 1, ("PASS", "FAIL").index(m.group(2))
@@ -52,15 +51,16 @@ def test_worked_update_uses_the_real_weight_gradient_and_lr(saved):
 
 
 def test_heldout_predictions_are_in_the_file(saved):
-    log, pages, _ = saved
+    record, pages, _ = saved
     text = page(pages, "10")
-    names = log.meta["heldout_names"]
-    conf = log.extras["heldout_confidence_final"]
+    names = record.heldout_names
+    conf = record.heldout.confidence_final
+    assert len(names) == 4
     for i, name in enumerate(names):
         m = re.search(rf"\| {name} \|[^\n]*?\| ([\d.]+)% \| ([\d.]+)% \| (PASS|FAIL) \| (PASS|FAIL) \|", text)
         assert float(m.group(1)) == pytest.approx(100 * float(conf[i, 0]), abs=0.05)
         assert m.group(3) == ("PASS", "FAIL")[int(conf[i].argmax())]
-        assert m.group(4) == ("PASS", "FAIL")[int(log.extras["heldout_labels"][i])]
+        assert m.group(4) == ("PASS", "FAIL")[int(record.held_out.labels[i])]
 
 
 def test_chain_rule_page_agrees_with_backward(saved):
@@ -71,16 +71,19 @@ def test_chain_rule_page_agrees_with_backward(saved):
 
 
 def test_terminal_prints_the_same_numbers(saved):
-    log, pages, stdout = saved
+    _, pages, stdout = saved
     for prefix in ("04", "05", "10"):
         for number in re.findall(r"[+-]?\d+\.\d{4}", page(pages, prefix)):
             assert number in stdout
 
 
 def test_steps_regenerate_identically_from_the_loaded_file(saved):
-    log, pages, _ = saved
-    again = dict(lesson_steps(LessonView.of(log)))
-    assert all(again[tag[len("lesson/"):]] == text for tag, text in pages.items())
+    record, pages, _ = saved
+    again = dict(lesson_steps(record))
+    assert len(again) == 12  # the 11 steps and the chain rule
+    assert {f"lesson/{title}" for title in again} == set(pages)
+    for title, text in again.items():
+        assert pages[f"lesson/{title}"] == text
 
 
 def test_what_it_learned_says_when_a_pattern_is_missing():
@@ -88,12 +91,13 @@ def test_what_it_learned_says_when_a_pattern_is_missing():
     from nn_lesson.lesson.run.settings import LessonConfig
     from nn_lesson.lesson.story.pages import what_it_learned
     from nn_lesson.lesson.run.train import train
-    run = train(LessonConfig(epochs=1))
+    record = train(LessonConfig(epochs=1))
+    log = record.log
     with torch.no_grad():  # flip the study input's effect in the final weights
         for name in ("param_after",):
-            col = run.log.columns[name].values(len(run.log))
-            slot = run.log.slot("hidden.weight")
+            col = log.columns[name].values(len(log))
+            slot = log.slot("hidden.weight")
             w = col[-1, slot.offset: slot.offset + 12].view(4, 3)
-            w[:, 0] = -5 * w[:, 0].sign() * run.log[-1].after["output.weight"][0].sign()
-    title, text = what_it_learned(LessonView.of(run.log))
+            w[:, 0] = -5 * w[:, 0].sign() * log[-1].after["output.weight"][0].sign()
+    title, text = what_it_learned(record)
     assert "did not fully appear" in text and "more study did **not** raise" in text

@@ -79,7 +79,7 @@ def test_an_unseen_model_with_minibatches():
 
 def test_snapshot_names_the_student(lesson_run):
     log = lesson_run.log
-    names = log.meta["sample_names"]
+    names = lesson_run.names
     assert [names[int(log[i].samples[0])] for i in range(3)] == ["Sarah", "Mike", "Emma"]
     assert torch.equal(log[0].inputs, lesson_run.scaler(lesson_run.students.features[:1]))
 

@@ -15,6 +15,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import no_hooks_left, run_cli
+from nn_lesson.lesson.run.record import RunRecord
 from nn_lesson.hooks import Recorder, SnapshotFileError, SnapshotLog
 from nn_lesson.lesson.cli import main
 from nn_lesson.models import StudentNet
@@ -116,8 +117,8 @@ def test_divergence_stops_names_step_and_layer_and_keeps_the_run(tmp_path):
     assert result.returncode == 3
     message = [line for line in result.stderr.splitlines() if "diverged" in line][0]
     assert "at step 2" in message and "layer 'output'" in message and "Try a smaller --lr" in message
-    log = SnapshotLog.load(tmp_path / "runs/boom/snapshots.npz")
-    assert len(log) == 2 and log.meta["stopped"].startswith("diverged")
+    record = RunRecord.load(tmp_path / "runs/boom/snapshots.npz")
+    assert len(record.log) == 2 and record.stopped.startswith("diverged")
     acc = EventAccumulator(str(tmp_path / "runs/boom"))
     acc.Reload()
     assert len(acc.Scalars("1 loss/this step's students")) == 2
@@ -133,8 +134,9 @@ def test_ctrl_c_keeps_what_was_captured(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted after" in err
-    log = SnapshotLog.load(tmp_path / "runs/stopped/snapshots.npz")
-    assert len(log) > 0 and log.meta["stopped"] == "interrupted"
+    record = RunRecord.load(tmp_path / "runs/stopped/snapshots.npz")
+    log = record.log
+    assert len(log) > 0 and record.stopped == "interrupted"
     acc = EventAccumulator(str(tmp_path / "runs/stopped"), size_guidance={"scalars": 0})
     acc.Reload()
     assert len(acc.Scalars("1 loss/this step's students")) == len(log)
@@ -159,11 +161,11 @@ def test_unnamed_runs_get_new_folders(capsys, tmp_path):
 
 
 def test_a_crash_while_writing_leaves_no_half_run(capsys, tmp_path, monkeypatch):
-    import lesson.write_run
+    import nn_lesson.lesson.board.lesson_run
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(lesson.write_run, "write_lesson_tensorboard", crash)
+    monkeypatch.setattr(nn_lesson.lesson.board.lesson_run, "write_lesson_tensorboard", crash)
     with pytest.raises(OSError):
         main(["--epochs", "1", "--quiet", "--name", "half", "--logdir", str(tmp_path / "runs")])
     assert not (tmp_path / "runs/half").exists()

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nn_lesson.hooks import SnapshotLog
-from nn_lesson.lesson.run.evaluate import epoch_summary
 from nn_lesson.lesson.board.lesson_run import DIAGRAM_TAG, GRAPH_TAG, HPARAM_METRICS
+from nn_lesson.lesson.run.record import RunRecord
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +19,13 @@ def events(written_run):
 
 
 @pytest.fixture(scope="module")
-def log(written_run):
-    return SnapshotLog.load(written_run[0] / "snapshots.npz")
+def record(written_run):
+    return RunRecord.load(written_run[0] / "snapshots.npz")
+
+
+@pytest.fixture(scope="module")
+def log(record):
+    return record.log
 
 
 def test_every_dashboard_has_its_tags(events, log):
@@ -45,19 +49,19 @@ def test_every_dashboard_has_its_tags(events, log):
     assert len(weights) == 20 and len(grads) == 20
 
 
-def test_scalar_values_are_the_snapshot_numbers(events, log):
+def test_scalar_values_are_the_snapshot_numbers(events, log, record):
     loss = [e.value for e in events.Scalars("1 loss/this step's students")]
     assert np.allclose(loss, log.loss.numpy(), rtol=1e-6)
     studied_h3 = [e.value for e in events.Scalars("3 weights/studied→h3")]
     assert np.allclose(studied_h3, log.param("hidden.weight", "after")[:, 2, 0].numpy())
     h1_pass_grad = [e.value for e in events.Scalars("4 gradients/h1→PASS")]
     assert np.allclose(h1_pass_grad, log.param("output.weight", "grad")[:, 0, 0].numpy())
-    epochs = epoch_summary(log)
+    epochs = record.epochs
     heldout = events.Scalars("1 loss/epoch: held-out students")
-    assert [e.step for e in heldout] == list(range(1, len(epochs["epoch"]) + 1))
-    assert np.allclose([e.value for e in heldout], epochs["heldout_loss"].numpy())
+    assert [e.step for e in heldout] == list(range(1, len(epochs.epoch) + 1))
+    assert np.allclose([e.value for e in heldout], epochs.heldout_loss.numpy())
     final = events.Scalars("hparams/final held-out accuracy")[-1].value
-    assert final == pytest.approx(float(epochs["heldout_accuracy"][-1]))
+    assert final == pytest.approx(float(epochs.heldout_accuracy[-1]))
 
 
 def test_hparams_name_the_run_settings(events):
@@ -78,12 +82,22 @@ def test_custom_scalars_group_weights_into_pass(events):
     assert "loss vs held-out loss (per epoch)" in charts
 
 
-def test_fast_checksums_equal_tensorboards_own():
-    """The C CRC-32C the writer is pointed at gives TensorBoard's own masked checksum, byte for byte."""
+def test_event_framing_equals_tensorboards_own(tmp_path):
+    """Our record framing: the checksum equals TensorBoard's own masked CRC-32C byte for byte, and a file
+    written by EventWriter reads back through TensorBoard's own record reader, event by event."""
     import os
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
-    from tensorboard.summary.writer import record_writer
-    from nn_lesson.lesson.board.events import use_fast_checksums
-    assert use_fast_checksums()
+    from nn_lesson.lesson.board.events import EventWriter, masked_crc32c
     for data in (b"", b"a", os.urandom(1000), os.urandom(65537)):
-        assert record_writer.masked_crc32c(data) == reference(data)
+        assert masked_crc32c(data) == reference(data)
+    with EventWriter(tmp_path) as events:
+        for step in range(3):
+            events.step(step, {"a/b": step * 0.5})
+        events.text("page", "| x |")
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    read = [Event.FromString(record) for record in RawEventFileLoader(str(path)).Load()]
+    assert read[0].file_version == "brain.Event:2"
+    assert [(e.step, e.summary.value[0].simple_value) for e in read[1:4]] == [(0, 0.0), (1, 0.5), (2, 1.0)]
+    assert read[4].summary.value[0].tag == "page" and len(read) == 5
