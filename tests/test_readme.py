@@ -21,12 +21,20 @@ def test_python_example_runs(tmp_path, monkeypatch):
     assert (tmp_path / "snapshots.npz").is_file()
 
 
+def test_run_record_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(blocks("python")[1], namespace)
+    record = namespace["record"]
+    assert len(record.log) == 30 and (tmp_path / "run.npz").is_file()
+
+
 def test_numpy_reader_runs(tmp_path, monkeypatch, lesson_run, capsys):
     run_dir = tmp_path / "runs" / "RUN"
     run_dir.mkdir(parents=True)
     lesson_run.log.save(run_dir / "snapshots.npz")
     monkeypatch.chdir(tmp_path)
-    exec(blocks("python")[1], {})
+    exec(blocks("python")[2], {})
     assert f"{len(lesson_run.log)} steps; first loss" in capsys.readouterr().out
 
 
