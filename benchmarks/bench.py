@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -56,6 +57,8 @@ def lesson_variant(name: str, epochs: int) -> tuple[float, SnapshotLog | None]:
 
 def _naive(model, opt, loss_fn, loader, x, y, epochs) -> float:
     """The obvious way: a dict of .clone()s per step and full module backward hooks."""
+    # The inputs need no gradient, so torch warns that the first layer's full backward hook sees outputs only.
+    warnings.filterwarnings("ignore", "Full backward hook is firing", UserWarning)
     steps, current = [], {}
     handles = []
     for name, module in model.named_children():
