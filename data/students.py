@@ -22,6 +22,7 @@ SPLITS = ("train", "heldout")
 # The lesson records every number of every step; past this a per-sample lesson stops being readable
 # and the log stops being small. Bigger data belongs to `nn-lesson bridge`.
 MAX_ROWS = 10_000
+MAX_BYTES = 50_000_000  # far above MAX_ROWS rows of any sensible width: refuse before reading it all
 LABELS = {"pass": 0, "fail": 1, "1": 0, "0": 1}  # 1/0 are accepted as PASS/FAIL
 RANGES = {"hours_studied": (0.0, 24.0), "hours_slept": (0.0, 24.0), "previous_score": (0.0, 100.0)}
 
@@ -117,6 +118,11 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(path, "no such file")
     if path.is_dir():
         raise DataError(path, "is a directory, expected a CSV file")
+    if not path.is_file():  # a device such as /dev/zero, a FIFO or a socket: reading could never end
+        raise DataError(path, "is not a regular file (a device, pipe or socket), expected a CSV file")
+    if path.stat().st_size > MAX_BYTES:
+        raise DataError(path, f"is larger than {MAX_BYTES // 1_000_000} MB; the lesson takes at most {MAX_ROWS} "
+                        "students (use `nn-lesson bridge` for a big data set)")
     try:
         raw = path.read_bytes()
     except OSError as err:

@@ -2,7 +2,7 @@
 heavy is imported; the work is done by lesson.run, lesson.story, lesson.board and lesson.bridge.
 
 Run `nn-lesson --help` or `nn-lesson bridge --help`. Exit codes: 0 done, 2 bad input or arguments, 3 training diverged,
-130 interrupted (what was captured is still written).
+130/143 stopped by SIGINT/SIGTERM (what was captured is still written, as a complete run).
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from pathlib import Path
 
 from nn_lesson.data import DataError, load_students
 from nn_lesson.lesson.bridge.train import OPTIMIZERS, BridgeConfig, MissingExtra
-from nn_lesson.lesson.run.folder import RunDirError, check_logdir, choose_run_dir
+from nn_lesson.lesson.run.folder import RunClaim, RunDirError, check_name, claim_run
 from nn_lesson.lesson.run.settings import INITS, LOSSES, LessonConfig
+from nn_lesson.lesson.run.stopping import Stopped, exit_code, signals_deferred, stopping_by_signal
 from nn_lesson.models import ACTIVATIONS
+
+FLOAT32_MAX = 3.4028234663852886e38
+
 
 def positive_float(text: str) -> float:
     try:
@@ -26,6 +30,39 @@ def positive_float(text: str) -> float:
     if not (0 < value < float("inf")):
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
+
+
+def learning_rate(text: str) -> float:
+    """A positive learning rate that float32 weights can hold (above ~3.4e38 SGD's lr × grad overflows)."""
+    value = positive_float(text)
+    if value > FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(f"must be at most {FLOAT32_MAX:.3g} (the largest float32), got {text}")
+    return value
+
+
+def seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not -(2 ** 63) <= value < 2 ** 64:  # what torch.manual_seed accepts
+        raise argparse.ArgumentTypeError(f"must be within -2**63 .. 2**64-1, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port, 1..65535, got {text}")
+    return value
+
+
+def run_name(text: str) -> str:
+    try:
+        check_name(text)
+    except RunDirError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -41,15 +78,14 @@ def positive_int(text: str) -> int:
 def add_run_folder_arguments(p: argparse.ArgumentParser, default_name: str) -> None:
     """--logdir, --name, --overwrite: the same for every command that writes a run."""
     p.add_argument("--logdir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
-    p.add_argument("--name", help=f"run folder name (default: {default_name}); an existing one is refused")
+    p.add_argument("--name", type=run_name, help=f"run folder name (default: {default_name}); an existing one is refused")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --name run")
 
 
-def run_folder(parser: argparse.ArgumentParser, args: argparse.Namespace, default_name: str) -> Path:
-    """The new run's folder under --logdir, checked before any training (argparse error, exit 2)."""
+def run_folder(parser: argparse.ArgumentParser, args: argparse.Namespace, default_name: str) -> RunClaim:
+    """Claim the new run's folder under --logdir before any training (argparse error, exit 2)."""
     try:
-        check_logdir(args.logdir)
-        return choose_run_dir(args.logdir, args.name, default_name, args.overwrite)
+        return claim_run(args.logdir, args.name, default_name, args.overwrite)
     except RunDirError as err:
         parser.error(str(err))
 
@@ -74,12 +110,12 @@ def lesson_parser() -> argparse.ArgumentParser:
         description="Neural Network Training, on real PyTorch: a 3-4-2 network learns whether a student "
                     "passes, every step recorded by hooks and written to TensorBoard.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lr", type=positive_float, default=d.lr, metavar="LR", help=f"learning rate (default: {d.lr})")
+    p.add_argument("--lr", type=learning_rate, default=d.lr, metavar="LR", help=f"learning rate (default: {d.lr})")
     p.add_argument("--epochs", type=positive_int, default=d.epochs, metavar="N",
                    help=f"passes over all training students (default: {d.epochs})")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, metavar="N",
                    help=f"students per step; 1 is the lesson's one-student-at-a-time (default: {d.batch_size})")
-    p.add_argument("--seed", type=int, default=d.seed, metavar="S", help=f"random seed (default: {d.seed})")
+    p.add_argument("--seed", type=seed, default=d.seed, metavar="S", help=f"random seed (default: {d.seed})")
     p.add_argument("--init", choices=INITS, default=d.init,
                    help="starting weights: the lesson's own, or PyTorch's seeded random init (default: lesson)")
     p.add_argument("--activation", choices=list(ACTIVATIONS), default=d.activation,
@@ -96,7 +132,7 @@ def lesson_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot", type=Path, metavar="PATH", help="a snapshots.npz, or a run folder holding one")
     p.add_argument("--serve", action="store_true",
                    help="after the run, start TensorBoard on 127.0.0.1 and print its address (Ctrl-C stops it)")
-    p.add_argument("--port", type=positive_int, help="port for --serve (default: a free one)")
+    p.add_argument("--port", type=port, help="port for --serve (default: a free one)")
     return p
 
 
@@ -110,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
         return show_step(parser, args)
     config = LessonConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                           init=args.init, activation=args.activation, loss=args.loss, shuffle=args.shuffle)
-    target = run_folder(parser, args, f"lr{config.lr:g}_{config.loss}")
     try:
         students = load_students(args.data)
     except DataError as err:
@@ -119,7 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     if config.batch_size > len(students.training()):
         parser.error(f"argument --batch-size: {config.batch_size} is larger than the "
                      f"{len(students.training())} training students")
+    with stopping_by_signal():
+        claim = run_folder(parser, args, f"lr{config.lr:g}_{config.loss}")
+        try:
+            return train_and_write(args, config, students, claim)
+        except Stopped as err:  # before training began, or while the lesson was printed after writing
+            claim.release()
+            print(f"nn-lesson: stopped by {err}", file=sys.stderr)
+            return exit_code(err)
 
+
+def train_and_write(args: argparse.Namespace, config: LessonConfig, students, claim: RunClaim) -> int:
     # torch-heavy imports after the arguments are known good
     from nn_lesson.lesson.board.events import EventWriter
     from nn_lesson.lesson.board.lesson_run import write_lesson_tensorboard
@@ -134,8 +179,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet and (epoch == 0 or (epoch + 1) % every == 0 or epoch + 1 == config.epochs):
             print(f"epoch {epoch + 1:>4}/{config.epochs}  mean loss of its steps {loss:.4f}", flush=True)
 
-    # Ctrl-C must reach the loop as KeyboardInterrupt even when started with SIGINT ignored (a background job).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     if not args.quiet:
         print(f"training on {len(students.training())} students for {config.epochs} epochs "
               f"(Ctrl-C stops early and keeps what was recorded)", flush=True)
@@ -146,26 +189,53 @@ def main(argv: list[str] | None = None) -> int:
         record, code = err.record, 3
         print(f"nn-lesson: {err}", file=sys.stderr)
     except KeyboardInterrupt as err:
-        record, code = getattr(err, "record", None), 130
+        record, code = getattr(err, "record", None), exit_code(err)
         if record is None:
-            print("nn-lesson: interrupted before training began; nothing written", file=sys.stderr)
+            claim.release()
+            print("nn-lesson: stopped before training began; nothing written", file=sys.stderr)
             return code
-        print(f"nn-lesson: interrupted after {len(record.log)} steps; writing what was captured", file=sys.stderr)
+        print(f"nn-lesson: stopped by {err} after {len(record.log)} steps; writing what was captured",
+              file=sys.stderr, flush=True)
 
     def fill(folder: Path) -> None:
         record.save(folder / SNAPSHOT_FILE)
         with EventWriter(folder) as events:
             write_lesson_tensorboard(events, record)
-    path = write_run(target, fill)
-    if not args.quiet:
+    with signals_deferred() as deferred:  # a signal now stops us after the run is complete, not halfway
+        try:
+            path = write_run(claim, fill)
+        except OSError as err:
+            return save_elsewhere(record, claim, err)
+    if deferred.signum:
+        print(f"nn-lesson: stopped by {signal.Signals(deferred.signum).name} while writing; the run is complete",
+              file=sys.stderr)
+        code = code or 128 + deferred.signum
+    if not args.quiet and not deferred.signum:
         for title, markdown in lesson_steps(record):
             print(page(title, markdown))
     print(f"run: {path}")
     print(f"snapshots: {path / SNAPSHOT_FILE} ({len(record.log)} steps)")
     print(f"view it:   tensorboard --logdir {args.logdir} --samples_per_plugin images=100000")
-    if args.serve:
+    if args.serve and not deferred.signum:
         return serve(args.logdir, args.port) or code
     return code
+
+
+def save_elsewhere(record, claim: RunClaim, err: OSError) -> int:
+    """Writing the run failed (disk full, read-only): keep the snapshots in a temporary folder and say where."""
+    import tempfile
+    from nn_lesson.lesson.run.record import SNAPSHOT_FILE
+    where = f"cannot write the run to {claim.target} ({err.strerror or err})"
+    try:
+        kept = Path(tempfile.mkdtemp(prefix="nn-lesson-unsaved-")) / SNAPSHOT_FILE
+        record.save(kept)
+    except OSError as again:
+        print(f"nn-lesson: error: {where}; saving it to a temporary folder failed too ({again.strerror}); "
+              "nothing was kept", file=sys.stderr)
+        return 1
+    print(f"nn-lesson: error: {where}; its snapshots and evaluations were saved to {kept} "
+          f"(nn-lesson --step N --snapshot {kept} reads them)", file=sys.stderr)
+    return 1
 
 
 def serve(logdir: Path, port: int | None) -> int:
@@ -178,9 +248,10 @@ def serve(logdir: Path, port: int | None) -> int:
     print(f"TensorBoard: {url}  (Ctrl-C stops it)", flush=True)
     try:
         proc.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the server we started stops with us
         proc.terminate()
         proc.wait(timeout=10)
+        return exit_code(err) if isinstance(err, Stopped) and err.signum != signal.SIGINT else 0
     return 0
 
 
@@ -198,10 +269,12 @@ def show_step(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         record = RunRecord.load(path)
     except SnapshotFileError as err:
         parser.error(str(err))
+    if len(record.log) == 0:
+        parser.error(f"argument --step: {path} holds no steps (its run stopped before the first one)")
     if not 0 <= args.step < len(record.log):
         parser.error(f"argument --step: {path} has steps 0..{len(record.log) - 1}, not {args.step}")
     for title, markdown in (meets(record, args.step), learns(record, args.step)):
-        print(page(title.replace(title[:2], f"step {args.step}:", 1), markdown))
+        print(page(f"step {args.step}: {title.split(' ', 1)[1]}", markdown))  # "04 the network…" → "step N: the network…"
     return 0
 
 

@@ -1,6 +1,7 @@
 """Bad input, bad arguments, divergence, interruption, overwrite protection and corrupt snapshot files."""
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -133,7 +134,7 @@ def test_ctrl_c_keeps_what_was_captured(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "interrupted after" in err
+    assert "stopped by SIGINT after" in err
     record = RunRecord.load(tmp_path / "runs/stopped/snapshots.npz")
     log = record.log
     assert len(log) > 0 and record.stopped == "interrupted"
@@ -160,16 +161,18 @@ def test_unnamed_runs_get_new_folders(capsys, tmp_path):
     assert len(list((tmp_path / "runs").iterdir())) == 2
 
 
-def test_a_crash_while_writing_leaves_no_half_run(capsys, tmp_path, monkeypatch):
+def test_a_failed_write_leaves_no_half_run_and_keeps_the_snapshots(capsys, tmp_path, monkeypatch):
     import nn_lesson.lesson.board.lesson_run
 
     def crash(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
     monkeypatch.setattr(nn_lesson.lesson.board.lesson_run, "write_lesson_tensorboard", crash)
-    with pytest.raises(OSError):
-        main(["--epochs", "1", "--quiet", "--name", "half", "--logdir", str(tmp_path / "runs")])
+    code, _, err = run_main(capsys, "--epochs", "1", "--quiet", "--name", "half", "--logdir", str(tmp_path / "runs"))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "No space left on device" in err
+    kept = Path(re.search(r"saved to (\S+snapshots\.npz)", err).group(1))
+    assert len(RunRecord.load(kept).log) == 6
     assert not (tmp_path / "runs/half").exists()
-    assert all(p.name.startswith(".half.partial-") for p in (tmp_path / "runs").iterdir())
+    assert list((tmp_path / ".runs.nn-lesson-staging").iterdir()) == []  # the claim is given back
 
 
 def test_snapshot_save_is_atomic(lesson_run, tmp_path, monkeypatch):

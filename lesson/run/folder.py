@@ -1,29 +1,62 @@
-"""Run folders: a new one per run, never an existing one unless asked, and never half-written.
+"""Run folders: claimed before training, written aside, moved into place without replacing anything.
 
-Everything is written into a hidden sibling folder first and renamed into place at the end, so a
-crash leaves `.<name>.partial-*` behind, never a half run under the real name.
+A run's name is claimed with an exclusive mkdir in a staging area beside the log directory
+(`runs` → `.runs.nn-lesson-staging/`), outside the tree TensorBoard reads. Every file is written
+there; the finished folder is then renamed into the log directory. So two runs can never share a
+folder, a crash never leaves a half run under a real name, and what a killed run left behind is
+recognised by its owner's process id and removed by the next run.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import secrets
+import socket
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+# Long enough for any name people type; short enough that staging names stay within NAME_MAX (255).
+MAX_NAME = 200
+OWNER_FILE = ".nn-lesson-owner"
 
 
 class RunDirError(ValueError):
     """The log directory or run name cannot be used; str() says why in one line."""
 
 
+@dataclass(frozen=True)
+class RunClaim:
+    """A run name held by this process: `staging` is where its files go, `target` where they end up."""
+
+    target: Path
+    staging: Path
+    overwrite: bool
+
+    def release(self) -> None:
+        """Give the name back without publishing (nothing of the run is kept)."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def staging_area(logdir: Path) -> Path:
+    logdir = logdir.absolute()
+    return logdir.parent / f".{logdir.name}.nn-lesson-staging"
+
+
+def check_name(name: str) -> None:
+    bad = [c for c in name if c in "/\\" or not c.isprintable()]
+    if not name or name.startswith(".") or bad or len(name) > MAX_NAME:
+        raise RunDirError(f"run name {name!r}: use a plain folder name of at most {MAX_NAME} printable "
+                          "characters, with no '/' or '\\', not starting with '.'")
+
+
 def check_logdir(logdir: Path) -> None:
     """Refuse early (before training) a logdir that cannot hold runs. It is probed by creating and removing
     a folder in its nearest existing ancestor: permission bits alone say nothing when running as root, or
     on a read-only file system."""
-    probe = logdir
+    probe = logdir.absolute()
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if not probe.is_dir():
@@ -34,45 +67,104 @@ def check_logdir(logdir: Path) -> None:
         raise RunDirError(f"log directory {logdir}: cannot create folders in {probe} ({err.strerror})") from None
 
 
-def choose_run_dir(logdir: Path, name: str | None, default_name: str, overwrite: bool) -> Path:
+def claim_run(logdir: Path, name: str | None, default_name: str, overwrite: bool) -> RunClaim:
+    """Claim a new run folder under `logdir`: `name` exactly (refused if it exists, unless `overwrite`, or if
+    another process is writing it), or a generated `<time>_<default_name>[-N]` that no run holds."""
+    check_logdir(logdir)
+    area = staging_area(logdir)
+    try:
+        area.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(f"log directory {logdir}: cannot create {area} ({err.strerror})") from None
+    remove_stale(area)
     if name is not None:
-        if not name or "/" in name or name.startswith("."):
-            raise RunDirError(f"run name {name!r}: use a plain folder name (no '/', not starting with '.')")
+        check_name(name)
         target = logdir / name
         if target.exists() and not overwrite:
             raise RunDirError(f"run {target} already exists; choose another --name or pass --overwrite")
-        return target
+        if not _claim(area / name):
+            raise RunDirError(f"run {target} is being written by another nn-lesson process "
+                              f"({_owner(area / name) or 'unknown'}); choose another --name")
+        return RunClaim(target, area / name, overwrite)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = logdir / f"{stamp}_{default_name}"
-    n = 2
-    while target.exists():
-        target = logdir / f"{stamp}_{default_name}-{n}"
-        n += 1
-    return target
+    for n in range(1, 10_000):
+        candidate = f"{stamp}_{default_name}" + (f"-{n}" if n > 1 else "")
+        if not (logdir / candidate).exists() and _claim(area / candidate):
+            if not (logdir / candidate).exists():
+                return RunClaim(logdir / candidate, area / candidate, False)
+            (area / candidate).rmdir()
+    raise RunDirError(f"log directory {logdir}: no free run name for {stamp}_{default_name}")
 
 
-def write_run(target: Path, fill: Callable[[Path], None]) -> Path:
-    """The one way a run folder is written: `fill` writes every file into a staging folder, which is then
-    moved to `target`. A crash inside `fill` leaves no folder under the real name."""
-    staging = staging_dir(target)
-    fill(staging)
-    return publish(staging, target)
+def _claim(staging: Path) -> bool:
+    try:
+        staging.mkdir()  # exclusive: exactly one process gets each name
+    except FileExistsError:
+        return False
+    (staging / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    return True
 
 
-def staging_dir(target: Path) -> Path:
+def _owner(staging: Path) -> str | None:
+    try:
+        return (staging / OWNER_FILE).read_text().strip()
+    except OSError:
+        return None
+
+
+def remove_stale(area: Path) -> None:
+    """Remove what killed runs of this machine left in the staging area (their process is gone)."""
+    host = socket.gethostname()
+    for entry in area.iterdir():
+        owner = _owner(entry) if entry.is_dir() else None
+        if owner is None:
+            continue
+        owner_host, _, pid = owner.partition(" ")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_run(claim: RunClaim, fill: Callable[[Path], None]) -> Path:
+    """The one way a run folder is written: `fill` writes every file into the claimed staging folder, which
+    is then moved into the log directory. If `fill` fails, the claim is released and nothing is published."""
+    try:
+        fill(claim.staging)
+    except BaseException:
+        claim.release()
+        raise
+    return publish(claim)
+
+
+def publish(claim: RunClaim) -> Path:
+    """Move the finished folder into place. An existing run is replaced only when the user named it with
+    --overwrite; if a folder appeared under the name meanwhile, the run goes to the next free name."""
+    (claim.staging / OWNER_FILE).unlink(missing_ok=True)
+    target = claim.target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-    staging.mkdir()  # exclusive; the umask gives the folder its mode, as for any folder
-    return staging
-
-
-def publish(staging: Path, target: Path) -> Path:
-    """Move a finished staging folder to its final name, replacing an old run only after the new is complete."""
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced-", dir=target.parent))
-        os.replace(target, old / target.name)
-        os.replace(staging, target)
+    if target.exists() and claim.overwrite:
+        old = Path(tempfile.mkdtemp(prefix=f"{target.name}.replaced-", dir=claim.staging.parent))
+        os.rename(target, old / target.name)
+        os.rename(claim.staging, target)
         shutil.rmtree(old)
-    else:
-        os.replace(staging, target)
-    return target
+        return target
+    n = 2
+    while True:
+        try:
+            # rename() would silently replace an empty folder: mkdir first, exclusively, then swap into it.
+            target.mkdir()
+        except FileExistsError:
+            target = claim.target.with_name(f"{claim.target.name}-{n}")
+            n += 1
+            continue
+        os.rename(claim.staging, target)  # replaces only the empty folder this process just made
+        return target
