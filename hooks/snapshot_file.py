@@ -14,6 +14,7 @@ are the same and still load as a SnapshotLog.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import zipfile
@@ -58,29 +59,141 @@ def _member(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
         np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
 
 
+# Limits for reading files of unknown origin, checked before anything is read in full.
+MAX_HEADER_BYTES = 16 * 2 ** 20   # the JSON header: a lesson's is a few kB
+MAX_JSON_DEPTH = 32               # ours nests 4 deep; deep nesting is an attack on the JSON parser
+
+
 def read_snapshot_file(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header and every member of a snapshot file, refused with SnapshotFileError (one line) unless the
+    whole file is consistent. Before any array is read, each member's .npy header is checked against the zip
+    directory (its declared shape × dtype must be exactly the member's size, so nothing inflates beyond what
+    it declares) and against the JSON header (step counts, parameter offsets and shapes)."""
     path = Path(path)
     if not path.is_file():
         raise SnapshotFileError(f"{path}: no such snapshot file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "header" not in npz.files:
-                raise SnapshotFileError(f"{path}: not a snapshot file (no header member)")
-            header = json.loads(npz["header"].item())
-            if header.get("format") != FORMAT:
-                raise SnapshotFileError(f"{path}: not a snapshot file (format {header.get('format')!r})")
-            if header.get("version") not in READABLE_VERSIONS:
-                raise SnapshotFileError(f"{path}: snapshot format version {header.get('version')!r}; "
-                                        f"this nn-lesson reads versions {', '.join(map(str, READABLE_VERSIONS))}")
-            arrays = {name: npz[name] for name in npz.files if name != "header"}
+        with zipfile.ZipFile(path) as zf:
+            members = _member_headers(path, zf)
+            header = _read_header(path, zf, members)
+            _check_layout(path, header, members)
+            arrays = {name: _read_member(zf, name, info) for name, info in members.items() if name != "header"}
     except SnapshotFileError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile) as err:
         raise SnapshotFileError(f"{path}: truncated or corrupt snapshot file ({type(err).__name__}: {err})") from None
-    for name, array in arrays.items():
-        if is_column(name) and len(array) != header["steps"]:
-            raise SnapshotFileError(f"{path}: column {name!r} has {len(array)} rows, header says {header['steps']}")
     return header, arrays
+
+
+def _member_headers(path: Path, zf: zipfile.ZipFile) -> dict[str, tuple]:
+    """member -> (zip entry, shape, dtype, offset of the data, Fortran order), from each .npy header alone."""
+    out = {}
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy"):
+            raise SnapshotFileError(f"{path}: unexpected member {info.filename!r} (not an .npy array)")
+        name = info.filename[:-4]
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = _read_npy_header(f, version)
+            data_offset = f.tell()
+        if dtype.hasobject:
+            raise SnapshotFileError(f"{path}: member {name!r} holds Python objects; snapshot files never do")
+        if any(not isinstance(d, int) or d < 0 for d in shape):
+            raise SnapshotFileError(f"{path}: member {name!r} declares a bad shape {shape}")
+        declared = dtype.itemsize * math.prod(shape)
+        if data_offset + declared != info.file_size:
+            raise SnapshotFileError(f"{path}: member {name!r} declares shape {shape} of {dtype} "
+                                    f"({declared} bytes), but the zip directory says {info.file_size - data_offset}")
+        out[name] = (info, shape, dtype, data_offset, fortran)
+    return out
+
+
+def _read_npy_header(f, version: tuple[int, int]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f)
+    raise ValueError(f"unsupported .npy format version {version}")
+
+
+def _read_header(path: Path, zf: zipfile.ZipFile, members: dict) -> dict[str, Any]:
+    if "header" not in members:
+        raise SnapshotFileError(f"{path}: not a snapshot file (no header member)")
+    info, shape, dtype, _, _ = members["header"]
+    if shape != () or dtype.kind != "U" or info.file_size > MAX_HEADER_BYTES:
+        raise SnapshotFileError(f"{path}: not a snapshot file (its header is not one JSON string)")
+    text = _read_member(zf, "header", members["header"]).item()
+    depth = max_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise SnapshotFileError(f"{path}: header JSON nests {depth} levels deep (at most {MAX_JSON_DEPTH})")
+    try:
+        header = json.loads(text)
+    except ValueError as err:
+        raise SnapshotFileError(f"{path}: header is not valid JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise SnapshotFileError(f"{path}: header is a JSON {type(header).__name__}, not an object")
+    if header.get("format") != FORMAT:
+        raise SnapshotFileError(f"{path}: not a snapshot file (format {header.get('format')!r})")
+    if header.get("version") not in READABLE_VERSIONS:
+        raise SnapshotFileError(f"{path}: snapshot format version {header.get('version')!r}; "
+                                f"this nn-lesson reads versions {', '.join(map(str, READABLE_VERSIONS))}")
+    return header
+
+
+def max_depth(text: str) -> int:
+    """How deeply brackets nest in a JSON text (strings skipped), counted without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            escaped, in_string = (not escaped and ch == "\\"), in_string and (escaped or ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _check_layout(path: Path, header: dict[str, Any], members: dict) -> None:
+    """The JSON header's types, and the columns' shapes against it."""
+    def bad(what: str) -> SnapshotFileError:
+        return SnapshotFileError(f"{path}: header {what}")
+    steps = header.get("steps")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise bad(f"'steps' must be a whole number >= 0, not {steps!r}")
+    params, layers = header.get("params"), header.get("layers")
+    if not isinstance(params, list) or not isinstance(layers, list) or not all(isinstance(n, str) for n in layers):
+        raise bad("needs a list 'params' and a list of names 'layers'")
+    width = 0
+    for p in params:
+        if not (isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("shape"), list)
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in p["shape"])
+                and isinstance(p.get("offset"), int) and not isinstance(p.get("offset"), bool)):
+            raise bad(f"has a malformed parameter entry {str(p)[:80]!r}")
+        if p["offset"] != width:
+            raise bad(f"puts parameter {p['name']!r} at offset {p['offset']}, expected {width}")
+        width += math.prod(p["shape"])
+    if not isinstance(header.get("stat_bins", 0), int) or header.get("stat_bins", 0) < 0:
+        raise bad("'stat_bins' must be a whole number >= 0")
+    for name, (_, shape, _, _, _) in members.items():
+        if name == "header" or not is_column(name):
+            continue
+        if not shape or shape[0] != steps:
+            raise SnapshotFileError(f"{path}: column {name!r} has shape {shape}, header says {steps} steps")
+        if name.startswith("param_") and shape[1:] != (width,):
+            raise SnapshotFileError(f"{path}: column {name!r} rows hold {shape[1:]} numbers, the parameters "
+                                    f"in the header {width}")
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, member: tuple) -> np.ndarray:
+    info, shape, dtype, offset, fortran = member
+    with zf.open(info) as f:
+        f.seek(offset)
+        data = f.read(info.file_size - offset)  # exactly the declared size: checked against the directory
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
 
 
 def is_column(member: str) -> bool:

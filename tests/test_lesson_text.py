@@ -6,6 +6,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from nn_lesson.lesson.board.lesson_run import page_tag
 from nn_lesson.lesson.run.record import RunRecord
 from nn_lesson.lesson.story.pages import lesson_steps
 
@@ -81,9 +82,9 @@ def test_steps_regenerate_identically_from_the_loaded_file(saved):
     record, pages, _ = saved
     again = dict(lesson_steps(record))
     assert len(again) == 12  # the 11 steps and the chain rule
-    assert {f"lesson/{title}" for title in again} == set(pages)
+    assert {page_tag(title) for title in again} == set(pages)
     for title, text in again.items():
-        assert pages[f"lesson/{title}"] == text
+        assert pages[page_tag(title)] == text
 
 
 def test_what_it_learned_says_when_a_pattern_is_missing():

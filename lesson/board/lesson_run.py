@@ -14,6 +14,7 @@ from nn_lesson.lesson.board.diagram import draw_network, png_bytes
 from nn_lesson.lesson.board.events import EventWriter
 from nn_lesson.lesson.board.scalars import write_scalars
 from nn_lesson.lesson.run.record import RunRecord
+from nn_lesson.lesson.story.escape import terminal
 from nn_lesson.lesson.story.numbers import num
 from nn_lesson.lesson.story.pages import lesson_steps
 
@@ -67,6 +68,12 @@ def custom_layout() -> dict:
     }
 
 
+def page_tag(title: str) -> str:
+    """A page's tag: its title as plain, inert text (a student's name may be in it), with no '/' that would
+    start a new sidebar group."""
+    return "lesson/" + terminal(title).replace("/", "\u2215")
+
+
 def evaluation_scalars(record: RunRecord) -> dict[str, object]:
     """Per recorded step: loss and accuracy on all training and held-out students after the step."""
     out = {}
@@ -91,7 +98,7 @@ def write_lesson_tensorboard(events: EventWriter, record: RunRecord) -> None:
     write_scalars(events, log, row_scalars=evaluation_scalars(record), epoch_scalars=epoch_scalars(record),
                   images=frames, image_steps=MAX_DIAGRAMS)
     for title, markdown in lesson_steps(record):
-        events.text(f"lesson/{title}", markdown)
+        events.text(page_tag(title), markdown)
     if len(log):
         graph = autograd_graph(record, 0)
         if graph.png is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from nn_lesson.lesson.story.chain_rule import compare, hand_gradients
+from nn_lesson.lesson.story.escape import md
 from nn_lesson.lesson.story.names import INPUT_LABELS, all_weight_names, weight_name
 from nn_lesson.lesson.story.numbers import num, pct, signed
 from nn_lesson.lesson.run.record import RunRecord
@@ -19,6 +20,7 @@ FEATURE_TITLES = ("hours studied", "hours slept", "previous score %")
 
 def who(names: list[str]) -> str:
     """'Sarah', 'Sarah and Mike', or 'Sarah, Mike and 6 more' for a big batch."""
+    names = [md(n) for n in names]
     if len(names) <= 2:
         return " and ".join(names)
     return f"{names[0]}, {names[1]} and {len(names) - 2} more"
@@ -71,7 +73,7 @@ def challenge(record: RunRecord) -> tuple[str, str]:
 def training_data(record: RunRecord) -> tuple[str, str]:
     raw, labels, scaler = record.training.features, record.training.labels, record.scaler
     scaled = scaler(raw)
-    rows = [[name, *[f"{float(v):g}" for v in raw[i]], record.label(labels[i]), *[signed(v) for v in scaled[i]]]
+    rows = [[md(name), *[f"{float(v):g}" for v in raw[i]], record.label(labels[i]), *[signed(v) for v in scaled[i]]]
             for i, name in enumerate(record.names)]
     header = ["student", *FEATURE_TITLES, "result", *[f"{t} (network sees)" for t in INPUT_LABELS]]
     stats = table(["", *FEATURE_TITLES], [["mean", *[num(v, 2) for v in scaler.mean]],
@@ -109,7 +111,7 @@ def meets(record: RunRecord, k: int) -> tuple[str, str]:
         truth = labels[int(snap.samples[b])]
         guess = int(conf[b].argmax())
         right += guess == int(truth)
-        rows.append([name, pct(conf[b, 0]), pct(conf[b, 1]), record.label(guess), record.label(truth),
+        rows.append([md(name), pct(conf[b, 0]), pct(conf[b, 1]), record.label(guess), record.label(truth),
                      "right" if guess == int(truth) else "wrong"])
     whom = who(record.students_of(k))
     hidden = ", ".join(f"h{j + 1} {num(v)}" for j, v in enumerate(snap.activations["hidden_act"][0]))
@@ -137,7 +139,7 @@ def learns(record: RunRecord, k: int) -> tuple[str, str]:
         idx = divmod(flat, u.shape[1]) if u.dim() == 2 else (flat,)
         top.append([n, weight_name(n, idx), signed(snap.before[n][idx]), signed(u[idx]), signed(snap.after[n][idx])])
     loss_all = record.train.loss_by_step
-    error_rows = [[f"{who_b}", signed(err[b, 0]), signed(err[b, 1])] for b, who_b in enumerate(record.students_of(k))]
+    error_rows = [[f"{who_b}", signed(err[b, 0]), signed(err[b, 1])] for b, who_b in enumerate(map(md, record.students_of(k)))]
     return f"{5 + 2 * k:02d} the network learns from {whom}", (
         f"**How wrong?** The loss was {num(snap.loss)}. Its gradient with respect to each output score is the "
         f"error signal that `loss.backward()` sends back:\n\n"
@@ -161,7 +163,7 @@ def final_test(record: RunRecord) -> tuple[str, str]:
     for i, name in enumerate(record.heldout_names):
         guess = int(conf[i].argmax())
         right += guess == int(labels[i])
-        rows.append([name, *[f"{float(v):g}" for v in raw[i]], pct(conf[i, 0]), pct(conf[i, 1]),
+        rows.append([md(name), *[f"{float(v):g}" for v in raw[i]], pct(conf[i, 0]), pct(conf[i, 1]),
                      record.label(guess), record.label(labels[i]), "right" if guess == int(labels[i]) else "wrong"])
     epochs = record.epochs
     n = len(epochs.epoch)
