@@ -77,18 +77,22 @@ def load_students(path: str | Path | None = None) -> StudentTable:
     path = Path(path) if path is not None else lesson_csv_path()
     raw = _read_bytes(path)
     text = _decode(path, raw)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    # Rows are counted as a spreadsheet shows them: one per record (a quoted name spanning lines is one
+    # row, a blank line is a row too), the header being row 1.
+    records = enumerate(csv.reader(io.StringIO(text, newline="")), start=1)
+    _, header = next(records, (1, None))
     if header is None or not any(cell.strip() for cell in header):
         raise DataError(path, "the file is empty; expected a header row " + ",".join(REQUIRED))
+    _check_bytes(path, 1, None, header)
     header = [cell.strip() for cell in header]
     columns = _check_header(path, header)
 
     names, rows, labels, heldout = [], [], [], []
-    for record in reader:
-        row = reader.line_num
+    for row, record in records:
         if not any(cell.strip() for cell in record):
             continue  # blank lines are layout, not students
+        _check_bytes(path, row, header, record)
+        _check_quotes(path, row, header, record, text)
         if len(names) >= MAX_ROWS:
             raise DataError(path, f"more than {MAX_ROWS} students; the lesson records every step of every "
                             "student, so it stops here (use `nn-lesson bridge` for a big data set)", row)
@@ -131,19 +135,30 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _decode(path: Path, raw: bytes) -> str:
+    """The text, with any byte that is not UTF-8 kept as a lone surrogate: _check_bytes then names the row
+    and column it sits in, as the CSV reader (quotes and all) sees them."""
     if b"\x00" in raw:
         row = raw[: raw.index(b"\x00")].count(b"\n") + 1
         raise DataError(path, "is a binary file (it holds NUL bytes), expected a text CSV", row)
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line_start = raw.rfind(b"\n", 0, err.start) + 1
-        row = raw[: line_start].count(b"\n") + 1
-        header = raw.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
-        cell = raw[line_start: err.start].count(b",")  # the cell the bad byte sits in (unquoted CSV)
-        column = header[cell].strip() if row > 1 and cell < len(header) else None
-        raise DataError(path, f"is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
-                        "save it as UTF-8 CSV", row, column) from None
+    return raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
+
+
+def _check_bytes(path: Path, row: int, header: list[str] | None, record: list[str]) -> None:
+    for i, cell in enumerate(record):
+        bad = next((c for c in cell if "\udc80" <= c <= "\udcff"), None)
+        if bad is not None:
+            column = header[i].strip() if header is not None and i < len(header) else None
+            raise DataError(path, f"is not UTF-8 text (byte 0x{ord(bad) - 0xdc00:02x}); save it as UTF-8 CSV",
+                            row, column)
+
+
+def _check_quotes(path: Path, row: int, header: list[str], record: list[str], text: str) -> None:
+    """A quote opened and never closed swallows the rest of the file into one cell: name where it opened."""
+    for i, cell in enumerate(record):
+        if "\n" in cell and text.rstrip("\r\n").endswith(cell.rstrip("\r\n")) and text.count('"') % 2:
+            column = header[i] if i < len(header) else None
+            raise DataError(path, 'a quote (") opened here is never closed; it swallows the rest of the file',
+                            row, column)
 
 
 def _check_header(path: Path, header: list[str]) -> dict[str, int]:

@@ -62,6 +62,7 @@ def _member(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
 # Limits for reading files of unknown origin, checked before anything is read in full.
 MAX_HEADER_BYTES = 16 * 2 ** 20   # the JSON header: a lesson's is a few kB
 MAX_JSON_DEPTH = 32               # ours nests 4 deep; deep nesting is an attack on the JSON parser
+MAX_INFLATION = 50                # ours are stored, not compressed; a member inflating more is a zip bomb
 
 
 def read_snapshot_file(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -72,6 +73,9 @@ def read_snapshot_file(path: str | Path) -> tuple[dict[str, Any], dict[str, np.n
     path = Path(path)
     if not path.is_file():
         raise SnapshotFileError(f"{path}: no such snapshot file")
+    if not zipfile.is_zipfile(path):
+        raise SnapshotFileError(f"{path}: truncated or corrupt snapshot file (not a zip archive of .npy "
+                                "members; a plain .npy?)")
     try:
         with zipfile.ZipFile(path) as zf:
             members = _member_headers(path, zf)
@@ -92,6 +96,9 @@ def _member_headers(path: Path, zf: zipfile.ZipFile) -> dict[str, tuple]:
         if not info.filename.endswith(".npy"):
             raise SnapshotFileError(f"{path}: unexpected member {info.filename!r} (not an .npy array)")
         name = info.filename[:-4]
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_INFLATION * info.compress_size + 2 ** 20:
+            raise SnapshotFileError(f"{path}: member {name!r} would inflate from {info.compress_size} to "
+                                    f"{info.file_size} bytes; refused")
         with zf.open(info) as f:
             version = np.lib.format.read_magic(f)
             shape, fortran, dtype = _read_npy_header(f, version)
