@@ -133,7 +133,7 @@ def model_params():
     return make_mlp([64, 32, 10]).parameters()
 
 
-def test_a_module_used_twice_is_refused_clearly():
+def test_a_module_used_twice_records_each_call():
     class Twice(nn.Module):
         def __init__(self):
             super().__init__()
@@ -143,9 +143,17 @@ def test_a_module_used_twice_is_refused_clearly():
             return self.layer(torch.relu(self.layer(x)))
     model = Twice()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(RuntimeError, match="module 'layer' ran twice in one forward pass"):
-        with Recorder(model, opt):
-            model(torch.randn(2, 4))
+    x = torch.randn(2, 4)
+    w, b = model.layer.weight.detach().clone(), model.layer.bias.detach().clone()
+    with Recorder(model, opt) as rec:
+        model(x).sum().backward()
+        opt.step()
+    first = x @ w.T + b
+    snap = rec.log[0]
+    assert torch.equal(snap.activations["layer"], first)
+    assert torch.allclose(snap.activations["layer#1"], first.relu() @ w.T + b)
+    assert torch.equal(snap.act_grads["layer#1"], torch.ones(2, 4))
+    assert rec.report().calls == {"layer": 2} and "layer ×2" in rec.report().line()
     assert no_hooks_left(model, opt)
 
 

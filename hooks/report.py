@@ -1,0 +1,52 @@
+"""Report: what a Recorder saw, so a user knows what the log holds and what it does not.
+
+    rec.report()          # several lines: modules and calls, skipped forwards and why, what was not seen
+    rec.report().line()   # one line, printed by the CLI at the end of a run
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Report:
+    steps: int                                   # optimizer steps taken while recording
+    recorded: int                                # rows in the log
+    every: int                                   # the policy's k: steps 0, k, 2k, ... are kept
+    calls: dict[str, int] = field(default_factory=dict)     # leaf module -> calls per recorded forward (most seen)
+    never_ran: tuple[str, ...] = ()              # leaf modules no recorded forward called
+    skipped: dict[str, int] = field(default_factory=dict)   # reason a forward was not recorded -> how many
+    not_seen: tuple[str, ...] = ()               # what the hooks could not see
+
+    @property
+    def complete(self) -> bool:
+        """Every step the policy keeps was recorded and nothing was left unseen."""
+        return self.recorded == -(-self.steps // self.every) and not self.not_seen
+
+    def line(self) -> str:
+        kept = f"{self.recorded} of {self.steps} steps recorded"
+        if self.every > 1:
+            kept += f" (every {self.every}th)"
+        twice = [f"{n} ×{c}" for n, c in self.calls.items() if c > 1]
+        parts = [kept, f"{len(self.calls)} modules ran" + (f" ({', '.join(twice)} per forward)" if twice else "")]
+        if self.skipped:
+            parts.append(f"{sum(self.skipped.values())} forwards skipped ("
+                         + ", ".join(f"{n} {why.split(':')[0]}" for why, n in self.skipped.items()) + ")")
+        if self.never_ran:
+            parts.append(f"never ran: {', '.join(self.never_ran)}")
+        parts.append("not seen: " + ("; ".join(self.not_seen) if self.not_seen else "nothing"))
+        return "recorder: " + "; ".join(parts)
+
+    def __str__(self) -> str:
+        lines = [f"Recorder report: {self.recorded} of {self.steps} optimizer steps recorded"
+                 + (f" (policy keeps every {self.every}th)" if self.every > 1 else "")]
+        lines.append("modules that ran (calls per recorded forward; a second call is recorded as name#1, ...):")
+        lines += [f"  {name}: {calls}" for name, calls in self.calls.items()] or ["  none"]
+        if self.never_ran:
+            lines.append("modules that never ran in a recorded forward: " + ", ".join(self.never_ran))
+        lines.append("forwards skipped, and why:")
+        lines += [f"  {n} × {why}" for why, n in self.skipped.items()] or ["  none"]
+        lines.append("could not be seen:")
+        lines += [f"  {what}" for what in self.not_seen] or ["  nothing"]
+        return "\n".join(lines)
