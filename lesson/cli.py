@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     if config.batch_size > len(students.training()):
         parser.error(f"argument --batch-size: {config.batch_size} is larger than the "
                      f"{len(students.training())} training students")
+    # The heavy imports now, while a signal still simply ends the process (nothing claimed yet).
+    import nn_lesson.lesson.board.lesson_run  # noqa: F401
+    import nn_lesson.lesson.run.train  # noqa: F401
     with stopping_by_signal():
         claim = run_folder(parser, args, f"lr{config.lr:g}_{config.loss}")
         try:

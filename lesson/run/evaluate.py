@@ -29,13 +29,28 @@ def evaluate_many(model: nn.Module, config: LessonConfig, params: dict[str, torc
     return {"loss": loss, "accuracy": correct.mean(-1), "confidence": conf}
 
 
+# Weight sets evaluated at once × students: bounds the memory of evaluation, whatever the steps × students.
+CHUNK_NUMBERS = 1_000_000
+
+
 def evaluate_steps(log: SnapshotLog, model: nn.Module, config: LessonConfig, scaler: Standardizer,
                    initial: dict[str, torch.Tensor], table: StudentTable) -> Evaluation | None:
-    """`table`'s students under the initial weights (row 0) and after every recorded step (row s+1)."""
+    """`table`'s students under the initial weights (row 0) and after every recorded step (row s+1). Only
+    the loss and accuracy of each step are kept (and the confidences at the start and the end), computed a
+    chunk of steps at a time, so memory stays bounded by the data, not by steps × students."""
     if len(table) == 0:
         return None
+    x = scaler(table.features)
     stacked = {name: t.unsqueeze(0) for name, t in initial.items()}
     if len(log) and log.has("param_after"):
         stacked = {name: torch.cat([stacked[name], log.param(name, "after")]) for name in stacked}
-    ev = evaluate_many(model, config, stacked, scaler(table.features), table.labels)
-    return Evaluation(ev["loss"], ev["accuracy"], ev["confidence"][0], ev["confidence"][-1])
+    rows = next(iter(stacked.values())).shape[0]
+    chunk = max(1, CHUNK_NUMBERS // len(table))
+    loss, accuracy, confidence = [], [], []
+    for start in range(0, rows, chunk):
+        ev = evaluate_many(model, config, {n: t[start:start + chunk] for n, t in stacked.items()}, x, table.labels)
+        loss.append(ev["loss"])
+        accuracy.append(ev["accuracy"])
+        confidence += [ev["confidence"][0]] if start == 0 else []
+        last = ev["confidence"][-1]
+    return Evaluation(torch.cat(loss), torch.cat(accuracy), confidence[0], last)

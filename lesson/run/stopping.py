@@ -4,6 +4,7 @@ training at once, but never the writing of a run, which finishes first and then 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from typing import Iterator
 
@@ -25,6 +26,16 @@ def exit_code(err: BaseException) -> int:
 
 def _raise(signum: int, frame) -> None:
     raise Stopped(signum)
+
+
+def exit_at_once_on_signals() -> None:
+    """Before a run is claimed there is nothing to keep: SIGINT and SIGTERM end the process with one line.
+    (An exception raised while modules are still being imported can be swallowed by import machinery.)"""
+    def leave(signum: int, frame) -> None:
+        os.write(2, f"nn-lesson: stopped by {signal.Signals(signum).name}; nothing written\n".encode())
+        os._exit(128 + signum)
+    for s in SIGNALS:
+        signal.signal(s, leave)
 
 
 def stop_on_signals() -> None:
