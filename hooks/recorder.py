@@ -435,9 +435,9 @@ class Recorder:
         if all(n is not None for n in norms):
             items.append(("grad_norm", torch.linalg.vector_norm(torch.stack(norms)), None))
         else:
-            items.append(("grad_norm", float("nan"), None))
+            items.append(("grad_norm", torch.full((), -1.0, dtype=grads[0].dtype), None))  # -1: not seen
             self._unseen(f"the gradient norm before clipping at step {self._step} (the first step whose gradients "
-                         "were changed in place after backward; recorded as NaN, seen at every later step)")
+                         "were changed in place after backward; log.grad_norm is NaN there, seen at every later step)")
         self._eager_norms = True
 
     def _on_step_end(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:

@@ -4,9 +4,11 @@
     log.loss                          # (steps,) one field over all steps
     log.param("hidden.weight", "update")   # (steps, 4, 3)
 
-Column names: "inputs", "targets", "outputs", "loss", "epoch", "batch_size", "samples", "lr",
-"act:<module>", "act_grad:<module>", "param_before" / "param_grad" / "param_after" (every recorded
-parameter flattened into one row, in `params` order), and for the statistics policy
+Column names: "inputs", "targets", "outputs" (or "outputs:<key>" for a tuple/dict), "loss", "epoch",
+"batch_size", "samples", "lr", "grad_norm" (norm before clipping, kept only where clipping changed it),
+"act:<module>", "act_grad:<module>" (a module's second call in one forward: "act:<module>#1"),
+"param_before" / "param_grad" / "param_after" (every recorded parameter flattened into one row, in
+`params` order), and for the statistics policy
 "stats:<tensor name>" rows of [mean, std, norm, min, max, histogram counts...].
 """
 
@@ -198,7 +200,25 @@ class SnapshotLog:
 
     @property
     def loss(self) -> torch.Tensor:
+        if self.steps and not self.has("loss"):
+            raise KeyError("no loss was recorded: the Recorder saw neither an nn.Module loss_fn nor a "
+                           "Tensor.backward() call (rec.report() says what it saw)")
         return self.values("loss")
+
+    @property
+    def lr(self) -> torch.Tensor:
+        return self.values("lr")
+
+    @property
+    def grad_norm(self) -> torch.Tensor:
+        """(rows,) the norm of all recorded gradients as backward left them, before any clipping: kept by the
+        Recorder where the optimizer's gradient differed from backward's, else the recorded gradient's norm."""
+        grads = self.values("param_grad").double()
+        norm = torch.linalg.vector_norm(grads, dim=1).to(self.values("param_grad").dtype)
+        if self.has("grad_norm"):
+            kept = self.values("grad_norm").to(norm.dtype)  # NaN: not kept (unclipped); -1: could not be seen
+            norm = torch.where(torch.isnan(kept), norm, torch.where(kept < 0, float("nan"), kept))
+        return norm
 
     @property
     def epoch(self) -> torch.Tensor:
