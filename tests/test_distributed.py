@@ -1,0 +1,85 @@
+"""DistributedDataParallel under torchrun (2 processes, gloo, CPU): the gradients rank 0 records are the
+all-reduced ones its optimizer used, equal to one process training on the whole batch.
+
+This file is also the worker torchrun starts: `python -m torch.distributed.run ... test_distributed.py OUT`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STEPS = 4
+
+
+def build() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    g = torch.Generator().manual_seed(1)
+    return model, torch.randn(8, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (8,), generator=g)
+
+
+def single_process_grads() -> list[dict[str, torch.Tensor]]:
+    model, x, y = build()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    grads = []
+    for _ in range(STEPS):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+        opt.step()
+    return grads
+
+
+def worker(out: str) -> None:
+    import torch.distributed as dist
+    from nn_lesson.hooks import Recorder
+
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    net, x, y = build()
+    model = nn.parallel.DistributedDataParallel(net)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    part = slice(rank * len(x) // world, (rank + 1) * len(x) // world)
+    with Recorder(model, opt) as rec:
+        for _ in range(STEPS):
+            opt.zero_grad()
+            F.cross_entropy(model(x[part]), y[part]).backward()
+            opt.step()
+    if rec.rank == 0:
+        rec.log.save(out)
+    dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_rank_0_records_the_all_reduced_gradients(tmp_path: Path):
+    from nn_lesson.hooks import SnapshotLog
+    out = tmp_path / "rank0.npz"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
+         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", __file__, str(out)],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = SnapshotLog.load(out)
+    assert len(log) == STEPS
+    assert log.param_names[0] == "module.0.weight"
+    for snap, full in zip(log, single_process_grads()):
+        for name, g in full.items():
+            assert torch.allclose(snap.grads[f"module.{name}"], g, rtol=1e-12, atol=1e-15), name
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1])
