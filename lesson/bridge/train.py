@@ -4,6 +4,7 @@ an MLP, SGD / SGD with momentum / Adam, a held-out split, accuracy per epoch."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from nn_lesson.hooks import CapturePolicy, Recorder, SnapshotLog
 from nn_lesson.lesson.run.record import save_record
@@ -62,6 +63,8 @@ class BridgeRun:
     train_accuracy: list[float]
     heldout: tuple[torch.Tensor, torch.Tensor]  # images (N, 64) scaled 0..1, labels
     seconds: float
+    coverage: str = ""             # rec.report().line(): what the Recorder saw
+    rank: int = 0                  # this process's rank under torchrun (0 alone)
 
     def save(self, path: str | Path) -> Path:
         """The snapshot file, with the bridge's settings and accuracies as its record."""
@@ -102,19 +105,35 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def train_bridge(config: BridgeConfig, on_epoch: Callable[[int, float, float], None] | None = None) -> BridgeRun:
+    """Train and record. Under torchrun (WORLD_SIZE > 1) each process trains a DistributedDataParallel
+    copy on its share of every batch (gloo on CPU); the recorded gradients are the all-reduced ones."""
     device = torch.device(config.device)
     x_train, y_train, x_held, y_held = load_digits_split(config.seed, config.heldout_fraction)
     x_train, y_train, x_held, y_held = (t.to(device) for t in (x_train, y_train, x_held, y_held))
     torch.manual_seed(config.seed)
-    model = make_mlp([64, config.hidden, 10]).to(device)
+    net = make_mlp([64, config.hidden, 10]).to(device)
+    dataset = TensorDataset(x_train, y_train)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        model: nn.Module = nn.parallel.DistributedDataParallel(net)
+        sampler = DistributedSampler(dataset, shuffle=True, seed=config.seed)
+        # each process takes batch_size / world of every batch, so a step sees batch_size digits in all
+        loader = DataLoader(dataset, batch_size=max(1, config.batch_size // dist.get_world_size()), sampler=sampler)
+    else:
+        model, sampler = net, None
+        loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(config.seed))
     optimizer = build_optimizer(config, model.parameters())
     loss_fn = nn.CrossEntropyLoss()
-    loader = DataLoader(TensorDataset(x_train, y_train), batch_size=config.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(config.seed))
     held_acc, train_acc = [], []
     started = time.perf_counter()
     with Recorder(model, optimizer, loss_fn, steps_per_epoch=len(loader), policy=config.capture_policy()) as rec:
         for epoch in range(config.epochs):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
             model.train()
             for xb, yb in loader:          # the loop people write; nothing in it knows about rec
                 optimizer.zero_grad()
@@ -122,9 +141,10 @@ def train_bridge(config: BridgeConfig, on_epoch: Callable[[int, float, float], N
                 loss.backward()
                 optimizer.step()
             model.eval()
-            held_acc.append(accuracy(model, x_held, y_held))   # no_grad forwards: not steps, not recorded
-            train_acc.append(accuracy(model, x_train, y_train))
+            held_acc.append(accuracy(net, x_held, y_held))   # no_grad forwards: not steps, not recorded
+            train_acc.append(accuracy(net, x_train, y_train))
             if on_epoch is not None:
                 on_epoch(epoch, train_acc[-1], held_acc[-1])
     seconds = time.perf_counter() - started
-    return BridgeRun(config, model, rec.log, held_acc, train_acc, (x_held.cpu(), y_held.cpu()), seconds)
+    return BridgeRun(config, net, rec.log, held_acc, train_acc, (x_held.cpu(), y_held.cpu()), seconds,
+                     rec.report().line(), rec.rank)
