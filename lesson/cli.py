@@ -125,7 +125,7 @@ def lesson_parser() -> argparse.ArgumentParser:
                         "sigmoids with mean squared error (default: ce)")
     p.add_argument("--shuffle", action="store_true", help="shuffle students every epoch (default: CSV order)")
     p.add_argument("--data", type=Path, metavar="CSV", help="students CSV (default: the lesson's six + held-out)")
-    add_run_folder_arguments(p, "time, lr and loss")
+    add_run_folder_arguments(p, "lr, loss and activation, e.g. lr0.5-ce-sigmoid, numbered when repeated")
     p.add_argument("--quiet", action="store_true", help="don't print the lesson's steps while it runs")
     p.add_argument("--step", type=int, metavar="N",
                    help="print step N of a saved run (with --snapshot) instead of training")
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     import nn_lesson.lesson.board.lesson_run  # noqa: F401
     import nn_lesson.lesson.run.train  # noqa: F401
     with stopping_by_signal():
-        claim = run_folder(parser, args, f"lr{config.lr:g}_{config.loss}")
+        claim = run_folder(parser, args, f"lr{config.lr:g}-{config.loss}-{config.activation}")
         try:
             return train_and_write(args, config, students, claim)
         except Stopped as err:  # before training began, or while the lesson was printed after writing

@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -69,7 +68,7 @@ def check_logdir(logdir: Path) -> None:
 
 def claim_run(logdir: Path, name: str | None, default_name: str, overwrite: bool) -> RunClaim:
     """Claim a new run folder under `logdir`: `name` exactly (refused if it exists, unless `overwrite`, or if
-    another process is writing it), or a generated `<time>_<default_name>[-N]` that no run holds."""
+    another process is writing it), or `<default_name>[-N]`, the first that no run holds."""
     check_logdir(logdir)
     area = staging_area(logdir)
     try:
@@ -86,14 +85,13 @@ def claim_run(logdir: Path, name: str | None, default_name: str, overwrite: bool
             raise RunDirError(f"run {target} is being written by another nn-lesson process "
                               f"({_owner(area / name) or 'unknown'}); choose another --name")
         return RunClaim(target, area / name, overwrite)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 10_000):
-        candidate = f"{stamp}_{default_name}" + (f"-{n}" if n > 1 else "")
+    for n in range(1, 100_000):  # readable names, numbered when repeated: lr0.5-ce-sigmoid, …-2, …-3
+        candidate = default_name + (f"-{n}" if n > 1 else "")
         if not (logdir / candidate).exists() and _claim(area / candidate):
             if not (logdir / candidate).exists():
                 return RunClaim(logdir / candidate, area / candidate, False)
             (area / candidate).rmdir()
-    raise RunDirError(f"log directory {logdir}: no free run name for {stamp}_{default_name}")
+    raise RunDirError(f"log directory {logdir}: no free run name for {default_name}")
 
 
 def _claim(staging: Path) -> bool:
