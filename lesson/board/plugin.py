@@ -1,0 +1,368 @@
+"""The "Lesson" tab: a TensorBoard plugin that steps through every recorded step of a run.
+
+TensorBoard's image dashboard keeps a sample of each tag's images and cannot show one step exactly; this tab
+reads the run's snapshot file itself and serves its numbers as JSON to one plain ES module
+(static/index.js, no build step, nothing fetched from the network) that draws the network as SVG.
+
+Modelled on TensorBoard's examples/plugins/example_basic (a TBPlugin, FrontendMetadata(es_module_path=...))
+and registered through the `tensorboard_plugins` entry point in pyproject.toml.
+
+Routes (under /data/plugin/lesson/), all JSON except index.js:
+  /index.js                 the front end
+  /runs                     run folders under the logdir that hold a snapshots.npz
+  /run?run=R                the run: settings, every step's loss, the pages, the story's stops
+  /step?run=R&step=N        row N (0-based, every step): weights before/gradient/-lr*gradient/after, the
+                            students with their confidences and losses, the node values
+  /decision_map?run=R&step=N  the decision map, where nn_lesson.lesson.story.decision_map provides one
+A run is a folder under the logdir; `..`, absolute paths and anything that resolves outside the logdir
+(symlinks included) are refused with 400 and a JSON error, as are missing or malformed arguments.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import json
+import math
+import os
+import re
+import threading
+import time
+from pathlib import Path, PurePosixPath
+
+from werkzeug import wrappers
+
+from tensorboard.backend import http_util
+from tensorboard.plugins import base_plugin
+
+PLUGIN_NAME = "lesson"
+SNAPSHOT_FILE = "snapshots.npz"
+STATIC = Path(__file__).parent / "static"
+MAX_DEPTH = 4          # how deep under the logdir runs are looked for
+CACHE_RUNS = 4         # run records kept in memory (a lesson run is ~0.2 MB)
+ACTIVE_RECHECK_S = 5.0  # is_active() looks at the disk at most this often while it finds nothing
+
+
+class BadRequest(Exception):
+    """An argument the route cannot serve: answered with 400 and {"error": message}."""
+
+
+def _json(request, data, status: int = 200):
+    """TensorBoard's own responder (nosniff, CSP, gzip where asked); NaN never reaches the JSON."""
+    return http_util.Respond(request, json.dumps(data, allow_nan=False, default=_plain), "application/json",
+                             code=status)
+
+
+def _plain(value):
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _finite(values) -> list:
+    """Floats for JSON: NaN and infinities (a diverged run) become None."""
+    if isinstance(values, list):
+        return [_finite(v) for v in values]
+    return values if isinstance(values, (int, str)) or values is None or math.isfinite(values) else None
+
+
+def _tolist(tensor) -> list:
+    return _finite(tensor.tolist())
+
+
+class LessonPlugin(base_plugin.TBPlugin):
+    plugin_name = PLUGIN_NAME
+
+    def __init__(self, context: base_plugin.TBContext):
+        self._logdir = context.logdir or ""
+        self._lock = threading.Lock()
+        self._cache: collections.OrderedDict = collections.OrderedDict()
+        self._active = False
+        self._checked = -math.inf
+
+    # ---- TensorBoard's side ----
+    def frontend_metadata(self) -> base_plugin.FrontendMetadata:
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Lesson", disable_reload=True)
+
+    def is_active(self) -> bool:
+        """Cheap: once a snapshot file has been seen the answer stays True; else the disk is looked at (a
+        bounded walk that stops at the first file) at most every ACTIVE_RECHECK_S seconds."""
+        if self._active or not self._logdir:
+            return self._active
+        now = time.monotonic()
+        if now - self._checked >= ACTIVE_RECHECK_S:
+            self._checked = now
+            self._active = next(self._walk(), None) is not None
+        return self._active
+
+    def get_plugin_apps(self) -> dict:
+        return {"/index.js": self._serve_js, "/runs": self._serve_runs, "/run": self._serve_run,
+                "/step": self._serve_step, "/decision_map": self._serve_decision_map}
+
+    # ---- routes ----
+    @wrappers.Request.application
+    def _serve_js(self, request):
+        return http_util.Respond(request, (STATIC / "index.js").read_bytes(), "application/javascript")
+
+    @wrappers.Request.application
+    def _serve_runs(self, request):
+        return _json(request, {"runs": sorted(self._walk())})
+
+    @wrappers.Request.application
+    def _serve_run(self, request):
+        return self._answer(request, lambda: self._run_json(self._load(self._run_arg(request))))
+
+    @wrappers.Request.application
+    def _serve_step(self, request):
+        def build():
+            loaded = self._load(self._run_arg(request))
+            return self._step_json(loaded, self._step_arg(request, loaded))
+        return self._answer(request, build)
+
+    @wrappers.Request.application
+    def _serve_decision_map(self, request):
+        def build():
+            loaded = self._load(self._run_arg(request))
+            row = self._step_arg(request, loaded)
+            grid = decision_grid_function()
+            if grid is None or loaded["kind"] != "lesson":
+                return {"available": False}
+            return {"available": True, "map": _jsonable(grid(loaded["record"], row))}
+        return self._answer(request, build)
+
+    @staticmethod
+    def _answer(request, build):
+        try:
+            return _json(request, build())
+        except BadRequest as err:
+            return _json(request, {"error": str(err)}, 400)
+
+    # ---- arguments: only run folders under the logdir ----
+    def _run_arg(self, request) -> Path:
+        run = request.args.get("run")
+        if run is None or run == "":
+            raise BadRequest("missing argument 'run' (a run folder under the logdir, as /runs lists them)")
+        if "\x00" in run or "\\" in run:
+            raise BadRequest("run: not a run name")
+        if run.startswith("/") or os.path.isabs(run) or re.match(r"^[A-Za-z]:", run):
+            raise BadRequest("run: absolute paths are refused; name a run folder under the logdir")
+        if ".." in PurePosixPath(run).parts:
+            raise BadRequest("run: '..' is refused; name a run folder under the logdir")
+        if not self._logdir:
+            raise BadRequest("this TensorBoard has no --logdir")
+        root = Path(self._logdir).resolve()
+        folder = (root / run).resolve()
+        snapshot = (folder / SNAPSHOT_FILE)
+        if not _inside(folder, root) or (snapshot.exists() and not _inside(snapshot.resolve(), root)):
+            raise BadRequest("run: resolves outside the logdir (a symlink?); refused")
+        if not snapshot.is_file():
+            raise BadRequest(f"run: no run {run!r} with a {SNAPSHOT_FILE} under the logdir")
+        return snapshot
+
+    @staticmethod
+    def _step_arg(request, loaded: dict) -> int:
+        raw = request.args.get("step")
+        if raw is None or raw == "":
+            raise BadRequest("missing argument 'step' (a row number, 0 for the first recorded step)")
+        if not re.fullmatch(r"[0-9]{1,9}", raw):
+            raise BadRequest(f"step: not a row number: {raw[:40]!r}")
+        row, steps = int(raw), len(loaded["log"])
+        if row >= steps:
+            raise BadRequest(f"step: row {row} out of range; this run has {steps} recorded steps (0..{steps - 1})")
+        return row
+
+    def _walk(self):
+        """Run names (paths relative to the logdir, '/'-separated) of folders holding a snapshot file; hidden
+        folders (a run still being written) and symlinked folders are skipped."""
+        root = Path(self._logdir)
+        if not root.is_dir():
+            return
+        stack = [(root, 0)]
+        while stack:
+            folder, depth = stack.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name == SNAPSHOT_FILE and entry.is_file(follow_symlinks=False):
+                    yield PurePosixPath(*Path(folder).relative_to(root).parts).as_posix() or "."
+                elif (depth < MAX_DEPTH and not entry.name.startswith(".")
+                      and entry.is_dir(follow_symlinks=False)):
+                    stack.append((Path(entry.path), depth + 1))
+
+    # ---- reading runs ----
+    def _load(self, snapshot: Path) -> dict:
+        """The run behind a snapshot file, cached while the file is unchanged."""
+        st = snapshot.stat()
+        key = (str(snapshot), st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        loaded = _read_run(snapshot)
+        loaded["name"] = PurePosixPath(*snapshot.parent.relative_to(Path(self._logdir).resolve()).parts).as_posix() or "."
+        with self._lock:
+            self._cache[key] = loaded
+            while len(self._cache) > CACHE_RUNS:
+                self._cache.popitem(last=False)
+        return loaded
+
+    def _run_json(self, loaded: dict) -> dict:
+        return loaded["run_json"]
+
+    def _step_json(self, loaded: dict, row: int) -> dict:
+        if loaded["kind"] == "bridge":
+            return _bridge_step(loaded["log"], row)
+        return _lesson_step(loaded, row)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def decision_grid_function():
+    """nn_lesson.lesson.story.decision_map.decision_grid where the teaching side provides it, else None."""
+    try:
+        module = importlib.import_module("nn_lesson.lesson.story.decision_map")
+    except ImportError:
+        return None
+    return getattr(module, "decision_grid", None)
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):
+        return _finite(value.tolist())
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
+    return _finite(value) if isinstance(value, float) else value
+
+
+def _read_run(snapshot: Path) -> dict:
+    from nn_lesson.hooks import SnapshotFileError, SnapshotLog
+    from nn_lesson.lesson.run.record import RunRecord
+    try:
+        record = RunRecord.load(snapshot)
+    except SnapshotFileError as err:
+        if "a bridge run" not in str(err):
+            raise BadRequest(f"run: {snapshot.name} cannot be read as a lesson run: {err}") from None
+        try:
+            log = SnapshotLog.load(snapshot)
+        except SnapshotFileError as err2:
+            raise BadRequest(f"run: {snapshot.name} cannot be read: {err2}") from None
+        return {"kind": "bridge", "log": log, "run_json": _bridge_run(log)}
+    except (OSError, ValueError) as err:
+        raise BadRequest(f"run: {snapshot.name} cannot be read: {err}") from None
+    return {"kind": "lesson", "log": record.log, "record": record, "run_json": _lesson_run(record),
+            "lr": record.log.lr.tolist() if record.log.has("lr") else [record.config.lr] * len(record.log)}
+
+
+# ---- the lesson run ----
+def page_rows(record, n_pages: int) -> list[int]:
+    """The recorded row each of the lesson's pages is about: 01-03 and the chain rule the first step, 04/05
+    step 0, 06/07 step 1, 08/09 step 2, 10/11 the last step."""
+    last = max(len(record.log) - 1, 0)
+    rows = [0, 0, 0, 0, 0, 1, 1, 2, 2, last, last, 0]
+    return [min(r, last) for r in (rows + [0] * n_pages)[:n_pages]]
+
+
+def _lesson_run(record) -> dict:
+    from tensorboard.plugin_util import markdown_to_safe_html
+    from nn_lesson.lesson.story.names import HIDDEN_LABELS, INPUT_LABELS, OUTPUT_LABELS
+    from nn_lesson.lesson.story.pages import lesson_steps
+    log, c = record.log, record.config
+    pages = lesson_steps(record)
+    rows = page_rows(record, len(pages))
+    scale = 0.0
+    for name in log.param_names:
+        if len(log):
+            for which in ("before", "after"):
+                w = log.param(name, which)
+                finite = w[w.isfinite()]
+                if finite.numel():
+                    scale = max(scale, float(finite.abs().max()))
+    story = [i for i, (title, _) in enumerate(pages) if title[:2].isdigit() and int(title[:2]) <= 11]
+    return {
+        "kind": "lesson", "steps": len(log), "step": log.step.tolist(), "epoch": log.epoch.tolist() if len(log) else [],
+        "loss": _tolist(log.loss) if len(log) else [],
+        "train_loss": _tolist(record.train.loss_by_step[1:]),
+        "heldout_loss": _tolist(record.heldout.loss_by_step[1:]) if record.heldout is not None else None,
+        "config": {"lr": c.lr, "seed": c.seed, "loss": c.loss, "activation": c.activation,
+                   "batch_size": c.batch_size, "init": c.init, "epochs": c.epochs},
+        "labels": {"inputs": list(INPUT_LABELS), "hidden": list(HIDDEN_LABELS), "outputs": list(OUTPUT_LABELS)},
+        "params": {p.name: list(p.shape) for p in log.params},
+        "scale": scale or 1.0,
+        "pages": [{"title": title, "html": markdown_to_safe_html(text), "row": row}
+                  for (title, text), row in zip(pages, rows)],
+        "story": story,
+        "stopped": record.stopped,
+        "decision_map": decision_grid_function() is not None,
+    }
+
+
+def _lesson_step(loaded: dict, row: int) -> dict:
+    import torch
+    from nn_lesson.lesson.run.settings import loss_targets
+    record, log = loaded["record"], loaded["log"]
+    snap = log[row]
+    lr = loaded["lr"][row]
+    params = {}
+    for name in log.param_names:
+        before, grad, after = snap.before[name], snap.grads[name], snap.after[name]
+        params[name] = {"before": _tolist(before), "grad": _tolist(grad), "minus_lr_grad": _tolist(-lr * grad),
+                        "after": _tolist(after), "update": _tolist(after - before)}
+    outputs = snap.outputs
+    conf = record.confidences(outputs)
+    targets = snap.targets
+    labels = targets.argmax(-1) if targets.dim() == 2 else targets
+    with torch.no_grad():
+        if record.config.loss == "ce":
+            each = torch.nn.functional.cross_entropy(outputs, labels.long(), reduction="none")
+        else:
+            each = ((outputs - loss_targets(record.config, labels.long())) ** 2).mean(-1)
+    names = record.students_of(row)
+    students = [{"name": names[i] if i < len(names) else f"#{i}", "target": record.label(labels[i]),
+                 "pass": _finite(float(conf[i, 0])), "fail": _finite(float(conf[i, 1])),
+                 "loss": _finite(float(each[i]))} for i in range(len(outputs))]
+    return {
+        "kind": "lesson", "row": row, "step": snap.step, "epoch": snap.epoch, "loss": _finite(snap.loss), "lr": lr,
+        "params": params, "students": students,
+        "inputs": _tolist(snap.inputs), "hidden": _tolist(snap.activations.get("hidden_act", snap.inputs[:, :0])),
+        "confidences": _tolist(conf),
+    }
+
+
+# ---- the bridge: layers as blocks with summary numbers ----
+def _summary(t) -> dict:
+    t = t.double().flatten()
+    if not t.numel():
+        return {}
+    return {"mean": _finite(float(t.mean())), "std": _finite(float(t.std(correction=0))),
+            "norm": _finite(float(t.norm())), "min": _finite(float(t.min())), "max": _finite(float(t.max()))}
+
+
+def _bridge_run(log) -> dict:
+    return {
+        "kind": "bridge", "steps": len(log), "step": log.step.tolist(), "epoch": log.epoch.tolist() if len(log) else [],
+        "loss": _tolist(log.loss) if len(log) and log.has("loss") else [],
+        "params": {p.name: list(p.shape) for p in log.params}, "layers": list(log.layers),
+        "message": ("bridge runs: the network has thousands of weights, so each layer is drawn as a block with "
+                    "summary numbers (mean, std, norm, min, max) of its weights, gradients and update"),
+    }
+
+
+def _bridge_step(log, row: int) -> dict:
+    snap = log[row]
+    blocks = []
+    for p in log.params:
+        if p.name in snap.after:
+            parts = {"weight": _summary(snap.before[p.name]), "gradient": _summary(snap.grads[p.name]),
+                     "update": _summary(snap.update[p.name])}
+        else:
+            parts = {k.split(":", 1)[1]: {s: _finite(v) for s, v in d.items() if s != "hist"}
+                     for k, d in snap.stats.items() if k.startswith(p.name + ":")}
+        blocks.append({"name": p.name, "shape": list(p.shape), "summary": parts})
+    return {"kind": "bridge", "row": row, "step": snap.step, "epoch": snap.epoch,
+            "loss": _finite(snap.loss) if snap.loss is not None else None, "blocks": blocks}
