@@ -8,6 +8,7 @@ Run `nn-lesson --help` or `nn-lesson bridge --help`. Exit codes: 0 done, 2 bad i
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -216,6 +217,7 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
     if not args.quiet and not deferred.signum:
         for title, markdown in lesson_steps(record):
             print(page(title, markdown))
+    print(record.coverage)
     print(f"run: {path}")
     print(f"snapshots: {path / SNAPSHOT_FILE} ({len(record.log)} steps)")
     print(f"view it:   tensorboard --logdir {args.logdir} --samples_per_plugin images=100000")
@@ -288,15 +290,17 @@ def bridge_parser() -> argparse.ArgumentParser:
         description="The bridge lesson: the same hooks and TensorBoard layout on a real data set (8x8 digits, "
                     "shipped inside scikit-learn) with the training loop people actually write.")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="default: adam")
-    p.add_argument("--lr", type=positive_float, help="learning rate (default: sgd 0.3, momentum 0.05, adam 0.003)")
+    p.add_argument("--lr", type=learning_rate, help="learning rate (default: sgd 0.3, momentum 0.05, adam 0.003)")
     p.add_argument("--epochs", type=positive_int, default=d.epochs, metavar="N", help=f"default: {d.epochs}")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, metavar="N", help=f"default: {d.batch_size}")
     p.add_argument("--hidden", type=positive_int, default=d.hidden, metavar="N", help=f"hidden units (default: {d.hidden})")
-    p.add_argument("--seed", type=int, default=d.seed, metavar="S", help=f"default: {d.seed}")
+    p.add_argument("--seed", type=seed, default=d.seed, metavar="S", help=f"default: {d.seed}")
     p.add_argument("--policy", default=d.policy,
                    help="what the Recorder keeps: full, every:K (every K-th step in full), stats or stats:K "
                         f"(mean, std, norm, min, max, histogram per tensor) (default: {d.policy})")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--every-rank", action="store_true",
+                   help="under torchrun, every process writes its own run (NAME.rank<r>); by default only rank 0")
     add_run_folder_arguments(p, "time and optimizer")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     return p
@@ -306,7 +310,11 @@ def bridge_main(argv: list[str]) -> int:
     parser = bridge_parser()
     args = parser.parse_args(argv)
     import torch
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"argument --device: {args.device!r} is not a device; use cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("argument --device: CUDA is not available on this machine; use --device cpu")
     config = BridgeConfig(optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
                           hidden=args.hidden, seed=args.seed, policy=args.policy, device=args.device)
@@ -314,7 +322,13 @@ def bridge_main(argv: list[str]) -> int:
         config.capture_policy()
     except ValueError as err:
         parser.error(f"argument --policy: {err}")
-    target = run_folder(parser, args, f"bridge_{config.optimizer}")
+    # Under torchrun every process runs this; by default only rank 0 writes (the gradients it recorded are
+    # the all-reduced ones every rank used). --every-rank keeps each rank's own log too, as NAME.rank<r>.
+    rank = int(os.environ.get("RANK", "0"))
+    writes = rank == 0 or args.every_rank
+    if args.name is not None and rank > 0:
+        args.name = f"{args.name}.rank{rank}"
+    claim = run_folder(parser, args, f"bridge_{config.optimizer}" + (f".rank{rank}" if rank else "")) if writes else None
 
     from nn_lesson.lesson.board.events import EventWriter
     from nn_lesson.lesson.bridge.board import write_bridge_tensorboard
@@ -323,7 +337,7 @@ def bridge_main(argv: list[str]) -> int:
     from nn_lesson.lesson.run.record import SNAPSHOT_FILE
 
     def progress(epoch: int, train: float, held: float) -> None:
-        if not args.quiet:
+        if not args.quiet and rank == 0:
             print(f"epoch {epoch + 1:>3}/{config.epochs}  accuracy: training {train:.1%}, held-out {held:.1%}",
                   flush=True)
     try:
@@ -331,13 +345,20 @@ def bridge_main(argv: list[str]) -> int:
     except MissingExtra as err:
         print(f"nn-lesson bridge: error: {err}", file=sys.stderr)
         return 2
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
+    if claim is None:
+        return 0
 
     def fill(folder: Path) -> None:
         run.save(folder / SNAPSHOT_FILE)
         with EventWriter(folder) as events:
             write_bridge_tensorboard(events, run)
-    path = write_run(target, fill)
+    path = write_run(claim, fill)
     print(f"held-out accuracy {run.accuracy[-1]:.1%} after {config.epochs} epochs, {run.seconds:.1f} s of training, "
           f"{len(run.log)} steps recorded ({run.log.nbytes / max(1, len(run.log)):.0f} bytes per recorded step)")
+    print(run.coverage)
     print(f"run: {path}\nview it: tensorboard --logdir {args.logdir}")
     return 0

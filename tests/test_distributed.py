@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -83,3 +84,18 @@ def test_ddp_rank_0_records_the_all_reduced_gradients(tmp_path: Path):
 
 if __name__ == "__main__":
     worker(sys.argv[1])
+
+
+@pytest.mark.parametrize("every_rank, folders", [(False, ["ddp"]), (True, ["ddp", "ddp.rank1"])])
+def test_the_bridge_command_under_torchrun_writes_rank_0_by_default(tmp_path, every_rank, folders):
+    pytest.importorskip("sklearn")
+    from nn_lesson.hooks import SnapshotLog
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--rdzv-endpoint",
+           f"127.0.0.1:{free_port()}", "-m", "nn_lesson", "bridge", "--epochs", "1", "--name", "ddp",
+           "--logdir", str(tmp_path / "runs"), *(["--every-rank"] if every_rank else [])]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == folders
+    for folder in folders:
+        assert len(SnapshotLog.load(tmp_path / "runs" / folder / "snapshots.npz")) > 0
+    assert "recorder: " in result.stdout

@@ -61,6 +61,7 @@ class RunRecord:
     train: Evaluation
     heldout: Evaluation | None        # None when the data has no held-out students
     stopped: str | None = None        # why training ended early ("diverged: ...", "interrupted"), else None
+    coverage: str = ""                # the Recorder's report in one line: what the log holds and what not
 
     # ---- reading ----
     @functools.cached_property
@@ -134,7 +135,7 @@ class RunRecord:
     def save(self, path: str | Path) -> Path:
         s = self.students
         header = {"kind": "lesson", "config": self.config.to_dict(), "names": list(s.names),
-                  "data": {"name": s.source, "sha256": s.sha256}, "stopped": self.stopped}
+                  "data": {"name": s.source, "sha256": s.sha256}, "stopped": self.stopped, "coverage": self.coverage}
         arrays = {"features": s.features, "labels": s.labels, "heldout": s.heldout,
                   "scaler_mean": self.scaler.mean, "scaler_std": self.scaler.std,
                   **{f"initial:{name}": t for name, t in self.initial.items()},
@@ -150,7 +151,8 @@ class RunRecord:
             return cls(LessonConfig(**header["config"]), students,
                        Standardizer(arrays["scaler_mean"], arrays["scaler_std"]),
                        {name: arrays[f"initial:{name}"] for name in log.param_names}, log,
-                       _evaluation("train", arrays), _evaluation("heldout", arrays), header["stopped"])
+                       _evaluation("train", arrays), _evaluation("heldout", arrays), header["stopped"],
+                       str(header.get("coverage", "")))
         except (KeyError, TypeError, ValueError) as err:
             raise SnapshotFileError(f"{path}: incomplete lesson run record ({type(err).__name__}: {err})") from None
 

@@ -68,7 +68,7 @@ def train(config: LessonConfig, students: StudentTable | None = None, *,
     rec = Recorder(model, setup.optimizer, setup.loss_fn, steps_per_epoch=len(setup.loader), policy=policy)
 
     def record(stopped: str | None) -> RunRecord:
-        return make_record(config, students, setup, initial, rec.log, stopped)
+        return make_record(config, students, setup, initial, rec.log, stopped, rec.report().line())
     try:
         with rec:
             run_epochs(model, setup.optimizer, setup.loss_fn, setup.loader, setup.x, setup.y, config.epochs, rec,
@@ -83,12 +83,12 @@ def train(config: LessonConfig, students: StudentTable | None = None, *,
 
 
 def make_record(config: LessonConfig, students: StudentTable, setup: LessonSetup, initial: dict[str, torch.Tensor],
-                log: SnapshotLog, stopped: str | None = None) -> RunRecord:
+                log: SnapshotLog, stopped: str | None = None, coverage: str = "") -> RunRecord:
     """The run record of a finished (or stopped) run: the log plus evaluations of every recorded step."""
     def evaluate(table: StudentTable):
         return evaluate_steps(log, setup.model, config, setup.scaler, initial, table)
     return RunRecord(config, students, setup.scaler, initial, log, evaluate(students.training()),
-                     evaluate(students.held_out()), stopped)
+                     evaluate(students.held_out()), stopped, coverage)
 
 
 def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: torch.nn.Module,
