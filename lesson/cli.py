@@ -98,6 +98,8 @@ examples:
   nn-lesson --lr 0.05 --epochs 200       a slower learner
   nn-lesson --data my_class.csv          your own students (columns: name,hours_studied,hours_slept,
                                          previous_score,label[,split]; label PASS/FAIL or 1/0)
+  nn-lesson lab --lr 0.01 0.5 5          three runs side by side and a page comparing them: too slow, good,
+                                         overshooting (see lab --help)
   nn-lesson bridge --optimizer momentum  the same hooks on real digits, DataLoader and all (needs the
                                          'bridge' extra: pip install 'nn-lesson[bridge]'); see bridge --help
   tensorboard --logdir runs              then open the printed address
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bridge"]:
         return bridge_main(argv[1:])
+    if argv[:1] == ["lab"]:
+        return lab_main(argv[1:])
     parser = lesson_parser()
     args = parser.parse_args(argv)
     if args.step is not None or args.snapshot is not None:
@@ -361,4 +365,78 @@ def bridge_main(argv: list[str]) -> int:
           f"{len(run.log)} steps recorded ({run.log.nbytes / max(1, len(run.log)):.0f} bytes per recorded step)")
     print(run.coverage)
     print(f"run: {path}\nview it: tensorboard --logdir {args.logdir}")
+    return 0
+
+
+def lab_parser() -> argparse.ArgumentParser:
+    d = LessonConfig()
+    p = argparse.ArgumentParser(
+        prog="nn-lesson lab",
+        description="The learning-rate lab: train the lesson once per learning rate into one log directory "
+                    "(runs NAME-lr<LR>-...), then write a page comparing them with numbers: too slow, good, "
+                    "overshooting, diverged. Open TensorBoard on the log directory to see them side by side.")
+    p.add_argument("--lr", type=learning_rate, nargs="+", required=True, metavar="LR",
+                   help="learning rates to compare, e.g. --lr 0.01 0.5 5")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, metavar="N", help=f"default: {d.epochs}")
+    p.add_argument("--loss", choices=LOSSES, default=d.loss, help="default: ce")
+    p.add_argument("--activation", choices=list(ACTIVATIONS), default=d.activation, help="default: sigmoid")
+    p.add_argument("--data", type=Path, metavar="CSV", help="students CSV (default: the lesson's)")
+    add_run_folder_arguments(p, "lab")
+    return p
+
+
+def lab_main(argv: list[str]) -> int:
+    parser = lab_parser()
+    args = parser.parse_args(argv)
+    try:
+        students = load_students(args.data)
+    except DataError as err:
+        print(f"nn-lesson lab: error: {err}", file=sys.stderr)
+        return 2
+    from nn_lesson.lesson.board.events import EventWriter
+    from nn_lesson.lesson.board.lesson_run import write_lesson_tensorboard
+    from nn_lesson.lesson.run.folder import write_run
+    from nn_lesson.lesson.run.record import SNAPSHOT_FILE
+    from nn_lesson.lesson.run.train import Diverged, train
+    from nn_lesson.lesson.story.lab import lab_page
+    from nn_lesson.lesson.story.terminal import page
+
+    prefix = args.name or "lab"
+    records = []
+    with stopping_by_signal():
+        try:
+            for lr in args.lr:
+                config = LessonConfig(lr=lr, epochs=args.epochs, loss=args.loss, activation=args.activation)
+                claim = run_folder(parser, argparse.Namespace(logdir=args.logdir, name=None, overwrite=False),
+                                   f"{prefix}-lr{lr:g}-{config.loss}-{config.activation}")
+                try:
+                    record = train(config, students)
+                except Diverged as err:
+                    record = err.record
+                except BaseException:
+                    claim.release()
+                    raise
+
+                def fill(folder: Path, record=record) -> None:
+                    record.save(folder / SNAPSHOT_FILE)
+                    with EventWriter(folder) as events:
+                        write_lesson_tensorboard(events, record)
+                with signals_deferred():
+                    path = write_run(claim, fill)
+                records.append(record)
+                print(f"lr {lr:g}: {path}", flush=True)
+        except Stopped as err:
+            print(f"nn-lesson lab: stopped by {err}; the runs above are complete", file=sys.stderr)
+            return exit_code(err)
+        title, markdown = lab_page(records)
+        summary = run_folder(parser, argparse.Namespace(logdir=args.logdir, name=None, overwrite=False),
+                             f"{prefix}-comparison")
+
+        def fill_page(folder: Path) -> None:
+            with EventWriter(folder) as events:
+                events.text(f"lab/{title}", markdown)
+        with signals_deferred():
+            path = write_run(summary, fill_page)
+    print(page(title, markdown))
+    print(f"comparison: {path}\nview it: tensorboard --logdir {args.logdir}")
     return 0

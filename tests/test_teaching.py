@@ -7,6 +7,7 @@ on others."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -226,3 +227,20 @@ def test_step_titles_are_clean_for_any_step(written_run, tmp_path, step):
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith(f"── step {step}: the network meets "), first
+
+
+def test_the_learning_rate_lab_compares_runs_with_checked_verdicts(tmp_path, runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    result = run_cli("lab", "--lr", "0.001", "0.5", "5", "--logdir", str(tmp_path / "runs"), cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert folders == ["lab-comparison", "lab-lr0.001-ce-sigmoid", "lab-lr0.5-ce-sigmoid", "lab-lr5-ce-sigmoid"]
+    acc = EventAccumulator(str(tmp_path / "runs/lab-comparison"), size_guidance={"tensors": 0})
+    acc.Reload()
+    text = acc.Tensors("lab/the learning-rate lab")[0].tensor_proto.string_val[0].decode()
+    expected = {"0.001": "lr 0.001", "0.5": "default", "5": "lr 5"}
+    for lr, name in expected.items():
+        t = truths(runs[name][0])
+        verdict = ("diverged" if t["diverged"] else "overshoots" if t["overshoot"] else
+                   "too slow" if t["not_trained"] else "good")
+        assert re.search(rf"^\| {re.escape(lr)} \|.*\| {verdict} \|$", text, re.M), (lr, verdict)
