@@ -1,12 +1,13 @@
 """What the lesson writes, read back with TensorBoard's own EventAccumulator."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nn_lesson.lesson.board.lesson_run import DIAGRAM_TAG, GRAPH_TAG, HPARAM_METRICS
+from nn_lesson.lesson.board.lesson_run import DIAGRAM_TAG, GRAPH_TAG, HPARAM_METRICS, HPARAMS_SHOWN, TABLE_TAG
 from nn_lesson.lesson.run.record import RunRecord
 
 
@@ -32,11 +33,8 @@ def test_every_dashboard_has_its_tags(events, log):
     tags = events.Tags()
     steps = len(log)
     assert len(events.Scalars("1 loss/this step's students")) == steps
-    for name in log.param_names:
-        assert len(events.Histograms(f"weights/{name}")) == steps
-        assert len(events.Histograms(f"gradients/{name}")) == steps
-    for layer in ("hidden", "hidden_act", "output"):
-        assert len(events.Histograms(f"activations/{layer}")) == steps
+    assert tags["histograms"] == []                              # 4-12 numbers: per-step tables, not spikes
+    assert len(events.Tensors(TABLE_TAG)) == steps               # ... one table per step
     assert len(events.Images(DIAGRAM_TAG)) == steps              # one diagram per step: the slider
     assert len(events.Images(GRAPH_TAG)) == 1                    # torchviz, rendered by dot
     assert tags["graph"] is True                                 # add_graph
@@ -44,18 +42,28 @@ def test_every_dashboard_has_its_tags(events, log):
     assert len(text) == 12 and text[0] == "lesson/01 the challenge"
     assert set(events.PluginTagToContent("hparams")) >= {"_hparams_/experiment", "_hparams_/session_start_info"}
     assert "custom_scalars__config__" in events.PluginTagToContent("custom_scalars")
-    weights = [t for t in tags["scalars"] if t.startswith("3 weights/")]
-    grads = [t for t in tags["scalars"] if t.startswith("4 gradients/") and "bias" not in t]
-    assert len(weights) == 20 and len(grads) == 20
+
+
+
+def test_a_learners_sidebar_has_about_a_dozen_groups(events):
+    """No scalar per weight or bias (there were 52): one line per parameter and group, and the groups of all
+    dashboards together stay at about a dozen."""
+    tags = events.Tags()
+    every = tags["scalars"] + tags["images"] + tags["histograms"] + tags["tensors"]
+    groups = {t.split("/", 1)[0] for t in every if not t.startswith(("_hparams_", "custom_scalars"))}
+    assert groups == {"1 loss", "2 accuracy", "3 weights", "4 gradients", "5 updates", "6 health", "hparams",
+                      "diagram", "autograd", "lesson", "tables"}
+    assert len(tags["scalars"]) <= 30
+    assert not [t for t in tags["scalars"] if "→" in t or "bias bias" in t or "[" in t]
 
 
 def test_scalar_values_are_the_snapshot_numbers(events, log, record):
     loss = [e.value for e in events.Scalars("1 loss/this step's students")]
     assert np.allclose(loss, log.loss.numpy(), rtol=1e-6)
-    studied_h3 = [e.value for e in events.Scalars("3 weights/studied→h3")]
-    assert np.allclose(studied_h3, log.param("hidden.weight", "after")[:, 2, 0].numpy())
-    h1_pass_grad = [e.value for e in events.Scalars("4 gradients/h1→PASS")]
-    assert np.allclose(h1_pass_grad, log.param("output.weight", "grad")[:, 0, 0].numpy())
+    size = [e.value for e in events.Scalars("3 weights/size of hidden.weight")]
+    assert np.allclose(size, log.param("hidden.weight", "after").flatten(1).norm(dim=1).numpy(), rtol=1e-6)
+    grad = [e.value for e in events.Scalars("4 gradients/size of output.weight")]
+    assert np.allclose(grad, log.param("output.weight", "grad").flatten(1).norm(dim=1).numpy(), rtol=1e-6)
     epochs = record.epochs
     heldout = events.Scalars("1 loss/epoch: held-out students")
     assert [e.step for e in heldout] == list(range(1, len(epochs.epoch) + 1))
@@ -68,17 +76,61 @@ def test_hparams_name_the_run_settings(events):
     from tensorboard.plugins.hparams import plugin_data_pb2
     content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
-    assert info.hparams["lr"].number_value == 0.5 and info.hparams["loss"].string_value == "ce"
+    assert info.hparams["1 lr"].number_value == 0.5 and info.hparams["2 loss"].string_value == "ce"
+    assert info.hparams["5 init, seed"].string_value == "lesson, seed 0" and info.hparams["seed"].number_value == 0
     assert set(HPARAM_METRICS) <= set(events.Tags()["scalars"])
 
 
-def test_custom_scalars_group_weights_into_pass(events):
+def test_hparams_show_the_knobs_first(events):
+    """TensorBoard's HParams table ticks its first 5 hparams (differs first, then by name): ours are lr, loss,
+    activation, batch size and 'init, seed' -- the six knobs in five visible columns."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    content = events.PluginTagToContent("hparams")["_hparams_/experiment"]
+    infos = plugin_data_pb2.HParamsPluginData.FromString(content).experiment.hparam_infos
+    first = sorted(infos, key=lambda i: (not i.differs, i.name))[:5]
+    assert [i.display_name for i in first] == HPARAMS_SHOWN == ["lr", "loss", "activation", "batch size", "init, seed"]
+    assert all(i.differs for i in first) and not any(i.differs for i in infos if i not in first)
+
+
+def test_step_tables_escape_markup(tmp_path):
+    """A student named with markdown table syntax stays in its cell: every row of the rendered table has
+    the same number of cells and the name shows as written."""
+    import subprocess
+    import sys
+    from tensorboard.plugin_util import markdown_to_safe_html
+    from nn_lesson.data.students import lesson_csv_path
+    csv = tmp_path / "students.csv"
+    csv.write_text(Path(lesson_csv_path()).read_text().replace("Sarah", '"Sa|rah <b>*x*</b>"', 1))
+    result = subprocess.run([sys.executable, "-m", "nn_lesson", "--epochs", "1", "--name", "pipes", "--quiet",
+                             "--data", str(csv), "--logdir", str(tmp_path / "runs")], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    acc = EventAccumulator(str(tmp_path / "runs" / "pipes"), size_guidance={"tensors": 0})
+    acc.Reload()
+    markdown = acc.Tensors(TABLE_TAG)[0].tensor_proto.string_val[0].decode()
+    html = markdown_to_safe_html(markdown)
+    student_table = html.split("</table>")[0]
+    cells = [len(re.findall(r"<t[dh][ >]", row)) for row in student_table.split("<tr>")[1:]]
+    assert cells == [3, 3], html[:600]
+    import html as html_module
+    first_cell = re.search(r"<td>(.*?)</td>", student_table).group(1)
+    assert html_module.unescape(first_cell) == "Sa|rah <b>*x*</b>" and "<b>" not in student_table
+
+
+def test_diagram_is_wide_and_on_one_scale(events):
+    from nn_lesson.lesson.board.diagram import FIXED_SCALE
+    images = events.Images(DIAGRAM_TAG)
+    assert {(i.width, i.height) for i in images} == {(960, 560)}      # >= 800 px, every step
+    assert [i.step for i in images][:2] == [0, 1] and FIXED_SCALE == 3.0
+
+
+def test_custom_scalars_group_the_sizes(events):
     from tensorboard.plugins.custom_scalar import layout_pb2
     stored = events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0]
     layout = layout_pb2.Layout.FromString(stored)
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
-    into_pass = [t for t in events.Tags()["scalars"] if re.search(charts["weights into PASS"][0], t)]
-    assert sorted(into_pass) == [f"3 weights/h{j}→PASS" for j in range(1, 5)]
+    sizes = [t for t in events.Tags()["scalars"] if re.search(charts["size of each parameter"][0], t)]
+    assert sorted(sizes) == [f"3 weights/size of {n}" for n in ("hidden.bias", "hidden.weight", "output.bias", "output.weight")]
     assert "loss vs held-out loss (per epoch)" in charts
 
 

@@ -1,7 +1,9 @@
 """The network picture of the web lesson, drawn from one recorded step: 3 inputs -> 4 hidden -> 2 outputs.
 
-Line colour is the weight's sign (blue +, red -), thickness its size; nodes show the step's values
-for its first student (the standardised input, the hidden activation, the PASS/FAIL confidence).
+Line colour is the weight's sign (blue +, red -), thickness its size on one fixed scale (FIXED_SCALE, the
+same for every step and every run, so two runs' pictures compare); nodes show the step's values for its
+first student (the standardised input, the hidden activation, the PASS/FAIL confidence). 960 px wide:
+TensorBoard shows images at their own size, and the 640 px picture was unreadable in its cards.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from PIL import Image, ImageDraw, ImageFont
 from nn_lesson.lesson.story.names import HIDDEN_LABELS, INPUT_LABELS, OUTPUT_LABELS
 from nn_lesson.lesson.story.numbers import num, pct, signed
 
-WIDTH, HEIGHT = 640, 380
+WIDTH, HEIGHT = 960, 560
+# |weight| drawn at full thickness in every diagram of every run (the default lesson's weights stay below 2.5).
+FIXED_SCALE = 3.0
 # Drawn straight into a 6-colour palette image: encoding it as PNG costs a fraction of an RGB frame,
 # which matters at one frame per step.
 PALETTE = [(255, 255, 255), (37, 99, 235), (220, 38, 38), (248, 250, 252), (30, 41, 59), (100, 116, 139)]
 WHITE, POSITIVE, NEGATIVE, NODE, INK, GREY = range(len(PALETTE))
-COLUMNS = (110, 320, 530)
-MAX_LINE = 12
+COLUMNS = (150, 480, 810)
+MAX_LINE = 16
+RADIUS = 42
 _FONT_LOCK = threading.Lock()
 
 
@@ -50,14 +55,14 @@ def _text(img: Image.Image, xy: tuple[int, int], text: str, size: int, colour: i
 
 
 def _column(n: int) -> list[int]:
-    top, bottom = 80, HEIGHT - 50
+    top, bottom = 110, HEIGHT - 70
     gap = (bottom - top) / max(n - 1, 1)
     return [int(top + i * gap) if n > 1 else (top + bottom) // 2 for i in range(n)]
 
 
 def draw_network(weights: dict[str, torch.Tensor], inputs: torch.Tensor, hidden: torch.Tensor,
-                 confidence: torch.Tensor, title: str, scale: float) -> Image.Image:
-    """scale: the |weight| drawn at full thickness (keep it fixed over a run so thickness is comparable)."""
+                 confidence: torch.Tensor, title: str, scale: float = FIXED_SCALE) -> Image.Image:
+    """scale: the |weight| drawn at full thickness (keep it fixed so thickness is comparable)."""
     img = Image.new("P", (WIDTH, HEIGHT), WHITE)
     img.putpalette([c for rgb in PALETTE for c in rgb])
     d = ImageDraw.Draw(img)
@@ -69,7 +74,7 @@ def draw_network(weights: dict[str, torch.Tensor], inputs: torch.Tensor, hidden:
             for source in range(len(w[0])):
                 value = w[target][source]
                 width = max(1, round(MAX_LINE * min(abs(value) / scale, 1.0)))
-                d.line([(COLUMNS[col] + 30, ys[col][source]), (COLUMNS[col + 1] - 30, ys[col + 1][target])],
+                d.line([(COLUMNS[col] + RADIUS, ys[col][source]), (COLUMNS[col + 1] - RADIUS, ys[col + 1][target])],
                        fill=POSITIVE if value >= 0 else NEGATIVE, width=width)
     labels = (INPUT_LABELS, HIDDEN_LABELS, OUTPUT_LABELS)
     values = ([signed(v, 2) for v in inputs.tolist()], [num(v, 2) for v in hidden.tolist()],
@@ -77,12 +82,12 @@ def draw_network(weights: dict[str, torch.Tensor], inputs: torch.Tensor, hidden:
     for col in range(3):
         for i, y in enumerate(ys[col]):
             x = COLUMNS[col]
-            d.ellipse([x - 30, y - 30, x + 30, y + 30], fill=NODE, outline=INK, width=2)
-            _text(img, (x, y - 7), labels[col][i], 12, INK)
-            _text(img, (x, y + 9), values[col][i], 12, INK)
-    _text(img, (WIDTH // 2, 24), title, 15, INK)
-    _text(img, (WIDTH // 2, HEIGHT - 16), f"blue: positive weight, red: negative; thickest: |weight| of "
-          f"{num(scale, 2)} or more", 12, GREY)
+            d.ellipse([x - RADIUS, y - RADIUS, x + RADIUS, y + RADIUS], fill=NODE, outline=INK, width=2)
+            _text(img, (x, y - 10), labels[col][i], 17, INK)
+            _text(img, (x, y + 12), values[col][i], 17, INK)
+    _text(img, (WIDTH // 2, 34), title, 21, INK)
+    _text(img, (WIDTH // 2, HEIGHT - 22), f"blue: positive weight, red: negative; thickest: |weight| of "
+          f"{num(scale, 2)} or more (the same scale for every step and run)", 16, GREY)
     return img
 
 

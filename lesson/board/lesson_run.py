@@ -7,14 +7,19 @@ from __future__ import annotations
 import re
 import sys
 
-from torch.utils.tensorboard.summary import custom_scalars, hparams
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+from tensorboard.plugins.hparams import summary_v2 as hp
+from torch.utils.tensorboard.summary import custom_scalars
 
 from nn_lesson.lesson.board.autograd_graph import autograd_graph
-from nn_lesson.lesson.board.diagram import draw_network, png_bytes
+from nn_lesson.lesson.board.diagram import FIXED_SCALE, draw_network, png_bytes
 from nn_lesson.lesson.board.events import EventWriter
 from nn_lesson.lesson.board.scalars import write_scalars
 from nn_lesson.lesson.run.record import RunRecord
-from nn_lesson.lesson.story.escape import terminal
+from nn_lesson.lesson.run.settings import INITS, LOSSES
+from nn_lesson.models import ACTIVATIONS
+from nn_lesson.lesson.story.escape import md, terminal
+from nn_lesson.lesson.story.names import all_weight_names
 from nn_lesson.lesson.story.numbers import num
 from nn_lesson.lesson.story.pages import lesson_steps
 
@@ -22,6 +27,7 @@ DIAGRAM_TAG = "diagram/network at this step"
 # A diagram per step up to this many steps (the default lesson has 360); evenly spaced steps beyond.
 MAX_DIAGRAMS = 400
 GRAPH_TAG = "autograd/graph of step 0"
+TABLE_TAG = "tables/the numbers of this step"
 HPARAM_METRICS = {
     "hparams/final training loss": "train_loss", "hparams/final held-out loss": "heldout_loss",
     "hparams/final training accuracy": "train_accuracy", "hparams/final held-out accuracy": "heldout_accuracy",
@@ -37,7 +43,6 @@ def diagram_frames(record: RunRecord):
     """row -> {tag: png}: the network as it was during that step (weights before it, its forward values)."""
     log = record.log
     before = {name: log.param(name, "before") for name in ("hidden.weight", "output.weight")}
-    scale = max(float(w.abs().max()) for w in before.values())
     inputs, hidden = log.inputs[:, 0], log.activation("hidden_act")[:, 0]
     conf = record.confidences(log.outputs[:, 0])
     steps, epochs, losses = log.step.tolist(), log.epoch.tolist(), log.loss.tolist()
@@ -47,8 +52,33 @@ def diagram_frames(record: RunRecord):
         who = " + ".join(record.names[i] for i in samples[row] if i >= 0) if samples else ""
         title = f"step {steps[row]} · epoch {epochs[row] + 1} · {who} · loss {num(losses[row])}"
         weights = {name: w[row] for name, w in before.items()}
-        return {DIAGRAM_TAG: png_bytes(draw_network(weights, inputs[row], hidden[row], conf[row], title, scale))}
+        return {DIAGRAM_TAG: png_bytes(draw_network(weights, inputs[row], hidden[row], conf[row], title, FIXED_SCALE))}
     return frame
+
+
+def step_tables(record: RunRecord):
+    """row -> {TABLE_TAG: markdown}: every weight and bias of the step (before, gradient, -lr x gradient,
+    after) and the step's students, as tables; user text (names) escaped so a '|' stays in its cell."""
+    log = record.log
+    params = {name: {which: log.param(name, which) for which in ("before", "grad", "after")} for name in log.param_names}
+    lr = log.lr.tolist() if log.has("lr") else [record.config.lr] * len(log)
+    conf = record.confidences(log.outputs)
+    batch, samples = log.batch_size.tolist(), log.samples.tolist() if log.has("samples") else None
+
+    def tables(row: int) -> dict[str, str]:
+        lines = [f"**Step {int(log.step[row])}** (epoch {int(log.epoch[row]) + 1}), learning rate {lr[row]:g}, "
+                 f"loss of its students {num(float(log.loss[row]), 6)}", "",
+                 "| student | PASS confidence | FAIL confidence |", "|---|---:|---:|"]
+        for k in range(int(batch[row])):
+            who = record.names[samples[row][k]] if samples and samples[row][k] >= 0 else f"#{k}"
+            lines.append(f"| {md(who)} | {float(conf[row, k, 0]):.4f} | {float(conf[row, k, 1]):.4f} |")
+        lines += ["", "| weight | before | gradient | −lr × gradient | after |", "|---|---:|---:|---:|---:|"]
+        for name, values in params.items():
+            for idx, label in all_weight_names(name, tuple(values["before"].shape[1:])):
+                b, g, a = (float(values[w][(row, *idx)]) for w in ("before", "grad", "after"))
+                lines.append(f"| {md(label)} | {b:+.5f} | {g:+.5f} | {-lr[row] * g:+.5f} | {a:+.5f} |")
+        return {TABLE_TAG: "\n".join(lines)}
+    return tables
 
 
 def custom_layout() -> dict:
@@ -56,13 +86,15 @@ def custom_layout() -> dict:
         return "^" + re.escape(tag) + "$"
     return {
         "Lesson": {
-            "weights into PASS": ["Multiline", [r"^3 weights/.*→PASS$"]],
-            "weights into FAIL": ["Multiline", [r"^3 weights/.*→FAIL$"]],
-            **{f"weights into h{j}": ["Multiline", [rf"^3 weights/.*→h{j}$"]] for j in range(1, 5)},
             "loss vs held-out loss (per epoch)": ["Multiline", [rx("1 loss/epoch: all training students"),
                                                                rx("1 loss/epoch: held-out students")]],
             "loss vs held-out loss (per step)": ["Multiline", [rx("1 loss/all training students"),
                                                               rx("1 loss/held-out students")]],
+            "accuracy vs held-out accuracy (per epoch)": ["Multiline", [rx("2 accuracy/epoch: training students"),
+                                                                       rx("2 accuracy/epoch: held-out students")]],
+            "size of each parameter": ["Multiline", [r"^3 weights/.*"]],
+            "size of each gradient": ["Multiline", [r"^4 gradients/.*"]],
+            "size of each update": ["Multiline", [r"^5 updates/.*"]],
             "update-to-weight ratio": ["Multiline", [r"^6 health/.*"]],
         }
     }
@@ -96,7 +128,7 @@ def write_lesson_tensorboard(events: EventWriter, record: RunRecord) -> None:
     log = record.log
     frames = diagram_frames(record) if len(log) else None
     write_scalars(events, log, row_scalars=evaluation_scalars(record), epoch_scalars=epoch_scalars(record),
-                  images=frames, image_steps=MAX_DIAGRAMS)
+                  images=frames, image_steps=MAX_DIAGRAMS, texts=step_tables(record) if len(log) else None)
     for title, markdown in lesson_steps(record):
         events.text(page_tag(title), markdown)
     if len(log):
@@ -111,14 +143,41 @@ def write_lesson_tensorboard(events: EventWriter, record: RunRecord) -> None:
     events.graph(record.trained_model(), record.scaler(record.training.features)[:1])
 
 
-def _write_hparams(events: EventWriter, record: RunRecord) -> None:
+# HParams columns. TensorBoard's HParams dashboard shows at most 5 hparam columns by default (its frontend
+# ticks the first 5 after sorting "differs" first, and the backend sorts by (not differs, name)), so the
+# 5 shown are marked differs and named to sort in the lesson's order; init and seed share the fifth column.
+# Each: (name, display name, type, discrete values or None, shown by default).
+STRING, FLOAT = api_pb2.DATA_TYPE_STRING, api_pb2.DATA_TYPE_FLOAT64
+HPARAMS = [
+    ("1 lr", "lr", FLOAT, None, True), ("2 loss", "loss", STRING, LOSSES, True),
+    ("3 activation", "activation", STRING, ACTIVATIONS, True), ("4 batch size", "batch size", FLOAT, None, True),
+    ("5 init, seed", "init, seed", STRING, None, True),
+    ("epochs", "epochs", FLOAT, None, False), ("init", "init", STRING, INITS, False), ("seed", "seed", FLOAT, None, False),
+]
+HPARAMS_SHOWN = [display for _, display, _, _, shown in HPARAMS if shown]
+
+
+def hparam_values(record: RunRecord) -> dict[str, object]:
     c = record.config
-    hp = {"lr": c.lr, "loss": c.loss, "init": c.init, "epochs": c.epochs, "batch_size": c.batch_size,
-          "activation": c.activation, "seed": c.seed}
+    values = {"lr": c.lr, "loss": c.loss, "activation": c.activation, "batch size": c.batch_size,
+              "init, seed": f"{c.init}, seed {c.seed}", "epochs": c.epochs, "init": c.init, "seed": c.seed}
+    return {name: values[display] for name, display, *_ in HPARAMS}
+
+
+def _write_hparams(events: EventWriter, record: RunRecord) -> None:
     epochs = record.epochs
     metrics = {tag: float(getattr(epochs, key)[-1]) for tag, key in HPARAM_METRICS.items()
                if getattr(epochs, key) is not None and len(getattr(epochs, key))}
-    for summary in hparams(hp, metrics):
-        events.add(summary)
+    config = hp.hparams_config_pb(
+        [hp.HParam(name, hp.Discrete(list(values)) if values else None, display_name=display)
+         for name, display, _, values, _ in HPARAMS],
+        [hp.Metric(tag, display_name=tag.split("/", 1)[1]) for tag in HPARAM_METRICS])
+    content = config.value[0].metadata.plugin_data
+    data = plugin_data_pb2.HParamsPluginData.FromString(content.content)
+    for info, (_, _, kind, _, shown) in zip(data.experiment.hparam_infos, HPARAMS):
+        info.type, info.differs = kind, shown
+    content.content = data.SerializeToString()
+    events.add(config)
+    events.add(hp.hparams_pb(hparam_values(record), trial_id=events.run_dir.name))
     last = int(record.log.step[-1]) if len(record.log) else 0
     events.step(last, scalars=metrics)

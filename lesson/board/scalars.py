@@ -1,7 +1,11 @@
 """What goes in TensorBoard's Scalars and Histograms dashboards, computed from a SnapshotLog.
 
 Tags are grouped so the sidebar reads like the lesson (TensorBoard sorts groups by name, hence the
-numbers): 1 loss, 2 accuracy, 3 weights, 4 gradients, 5 biases, 6 health.
+numbers): 1 loss, 2 accuracy, 3 weights, 4 gradients, 5 updates, 6 health. There is no scalar per element:
+each parameter gets one line per group (its size, the size of its gradient and of its update), so the
+sidebar stays at about a dozen groups; the elements themselves are in the Lesson tab (every step, hover a
+weight) and in the lesson's per-step tables. Tensors of at most SMALL_TENSOR numbers per step get no
+histogram (4-12 numbers make spikes that teach nothing); larger ones (the bridge's layers) do.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from nn_lesson.hooks import SnapshotLog
 from nn_lesson.lesson.board.events import EventWriter, histogram_protos
 from nn_lesson.lesson.story.names import all_weight_names
 
-# A parameter with more entries than this gets histograms but no scalar per entry.
-MAX_SCALARS_PER_PARAM = 64
+# A tensor with at most this many numbers per step is shown as a per-step table, not as a histogram.
+SMALL_TENSOR = 64
 # Scalars are written for every step; histograms and images for at most this many (evenly spaced) steps,
 # so a long run still writes in seconds (TensorBoard itself samples far fewer for display).
 MAX_DENSE_STEPS = 1000
@@ -39,10 +43,15 @@ def update_to_weight_ratio(log: SnapshotLog, name: str) -> torch.Tensor:
     return log.stat(f"{name}:update", "std") / log.stat(f"{name}:value", "std")
 
 
-def entry_names(log: SnapshotLog, name: str, shape: tuple[int, ...], lesson_names: bool) -> list[tuple[tuple, str]]:
+def entry_names(name: str, shape: tuple[int, ...], lesson_names: bool) -> list[tuple[tuple, str]]:
     if lesson_names:
         return all_weight_names(name, shape)
     return [(idx, f"{name}{list(idx)}") for idx in np.ndindex(*shape)]
+
+
+def norm(values: torch.Tensor) -> torch.Tensor:
+    """(rows, ...) -> (rows,) the Euclidean size of each row."""
+    return torch.linalg.vector_norm(values.flatten(1).double(), dim=1).to(values.dtype)
 
 
 def per_step_tags(log: SnapshotLog, lesson_names: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -54,21 +63,18 @@ def per_step_tags(log: SnapshotLog, lesson_names: bool) -> tuple[dict[str, np.nd
     if log.has("param_after"):
         for slot in log.params:
             after, grad = log.param(slot.name, "after"), log.param(slot.name, "grad")
-            histograms[f"weights/{slot.name}"] = after.numpy()
-            histograms[f"gradients/{slot.name}"] = grad.numpy()
-            if slot.numel <= MAX_SCALARS_PER_PARAM:
-                group = ("5 biases", "4 gradients/bias ") if len(slot.shape) == 1 else ("3 weights", "4 gradients/")
-                for idx, label in entry_names(log, slot.name, slot.shape, lesson_names):
-                    column = (slice(None), *idx)
-                    scalars[f"{group[0]}/{label}"] = after[column].numpy()
-                    scalars[f"{group[1]}{label}"] = grad[column].numpy()
+            if slot.numel > SMALL_TENSOR:
+                histograms[f"weights/{slot.name}"] = after.numpy()
+                histograms[f"gradients/{slot.name}"] = grad.numpy()
+            scalars[f"3 weights/size of {slot.name}"] = norm(after).numpy()
+            scalars[f"4 gradients/size of {slot.name}"] = norm(grad).numpy()
+            scalars[f"5 updates/size of {slot.name}'s update"] = norm(after - log.param(slot.name, "before")).numpy()
             if len(slot.shape) >= 2:
                 scalars[f"6 health/update-to-weight ratio {slot.name}"] = update_to_weight_ratio(log, slot.name).numpy()
     for layer in log.layers:
-        if log.has(f"act:{layer}"):
-            histograms[f"activations/{layer}"] = log.activation(layer).numpy()
-        if log.has(f"act_grad:{layer}"):
-            histograms[f"activation gradients/{layer}"] = log.activation_grad(layer).numpy()
+        for column, group in ((f"act:{layer}", "activations"), (f"act_grad:{layer}", "activation gradients")):
+            if log.has(column) and len(log) and log.values(column)[0].numel() > SMALL_TENSOR:
+                histograms[f"{group}/{layer}"] = log.values(column).numpy()
     return scalars, histograms
 
 
@@ -76,9 +82,11 @@ def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = Tr
                   row_scalars: dict[str, np.ndarray] | None = None,
                   epoch_scalars: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
                   images: Callable[[int], dict[str, bytes]] | None = None,
-                  image_steps: int = MAX_DENSE_STEPS) -> None:
+                  image_steps: int = MAX_DENSE_STEPS,
+                  texts: Callable[[int], dict[str, str]] | None = None) -> None:
     """Write per-step scalars and histograms from the log plus `row_scalars` (tag -> one value per row),
-    with images(row) where given, one event per step; then `epoch_scalars` (tag -> (epochs, values))."""
+    with images(row) and texts(row) (tag -> markdown) where given, one event per step; then `epoch_scalars`
+    (tag -> (epochs, values))."""
     scalars, histograms = per_step_tags(log, lesson_names)
     scalars.update(row_scalars or {})
     steps = log.step.tolist()
@@ -94,5 +102,7 @@ def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = Tr
                     {tag: values[row] for tag, values in scalar_rows.items()},
                     {tag: by_row[row] for tag, by_row in protos.items() if row in by_row},
                     pictures.get(row))
+        for tag, markdown in (texts(row) if texts is not None else {}).items():
+            events.text(tag, markdown, step)
     for tag, (epochs, values) in (epoch_scalars or {}).items():
         events.series(tag, epochs, values)
