@@ -1,0 +1,153 @@
+"""The Lesson tab's routes, through TensorBoard's own WSGI app and a werkzeug test client (as TensorBoard
+tests its plugins): the listing, the snapshot's numbers, and refusals of anything outside the logdir."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from werkzeug import test as werkzeug_test
+from werkzeug import wrappers
+
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.plugins import base_plugin
+
+from nn_lesson.lesson.board.plugin import LessonPlugin
+from nn_lesson.lesson.run.record import RunRecord
+
+ROUTES = ("run", "step", "decision_map")
+
+
+@pytest.fixture(scope="module")
+def logdir(written_run, tmp_path_factory):
+    """runs/first-lesson (the CLI's run), runs/bridge (a short bridge run), runs/escape -> a run folder
+    outside the logdir (a symlink), and outside/ beside the logdir."""
+    root = tmp_path_factory.mktemp("plugin")
+    runs = root / "runs"
+    shutil.copytree(written_run[0], runs / "first-lesson")
+    shutil.copytree(written_run[0], root / "outside" / "secret")
+    os.symlink(root / "outside" / "secret", runs / "escape")
+    bridge = subprocess.run([sys.executable, "-m", "nn_lesson", "bridge", "--epochs", "1", "--name", "bridge", "--quiet",
+                             "--logdir", str(runs)], cwd=root, capture_output=True, text=True, timeout=300)
+    assert bridge.returncode == 0, bridge.stderr
+    return runs
+
+
+@pytest.fixture(scope="module")
+def client(logdir):
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    provider = data_provider.MultiplexerDataProvider(mux, str(logdir))
+    context = base_plugin.TBContext(logdir=str(logdir), multiplexer=mux, data_provider=provider)
+    app = application.TensorBoardWSGI([LessonPlugin(context)], data_provider=provider)
+    return werkzeug_test.Client(app, wrappers.Response)
+
+
+@pytest.fixture(scope="module")
+def record(written_run):
+    return RunRecord.load(written_run[0] / "snapshots.npz")
+
+
+def get(client, route, **args):
+    response = client.get("/data/plugin/lesson/" + route, query_string=args)
+    return response.status_code, response.get_json(silent=True)
+
+
+def test_listed_with_its_module(client):
+    listing = client.get("/data/plugins_listing").get_json()
+    assert listing["lesson"]["enabled"] and listing["lesson"]["tab_name"] == "Lesson"
+    assert listing["lesson"]["loading_mechanism"] == {"type": "IFRAME", "module_path": "/data/plugin/lesson/index.js"}
+    js = client.get("/data/plugin/lesson/index.js")
+    assert js.status_code == 200 and js.content_type.startswith("application/javascript")
+    source = js.get_data(as_text=True)
+    assert "export async function render" in source
+    assert "http://" not in source.replace("http://www.w3.org/2000/svg", "") and "https://" not in source
+
+
+def test_runs_lists_only_folders_under_the_logdir(client):
+    assert get(client, "runs") == (200, {"runs": ["bridge", "first-lesson"]})   # the symlinked folder is skipped
+
+
+def test_run_serves_every_steps_loss(client, record):
+    status, run = get(client, "run", run="first-lesson")
+    assert status == 200 and run["kind"] == "lesson" and run["steps"] == len(record.log) == 360
+    assert run["loss"] == record.log.loss.tolist()                               # every step, no sampling
+    assert run["config"]["lr"] == 0.5 and run["config"]["seed"] == 0
+    assert [p["title"][:2] for p in run["pages"][:11]] == [f"{k:02d}" for k in range(1, 12)]
+    assert len(run["story"]) == 11 and run["pages"][5]["row"] == 1            # 06 the network meets ... step 1
+    assert "<script" not in "".join(p["html"] for p in run["pages"])
+    assert run["scale"] == pytest.approx(max(float(record.log.param(n, w).abs().max())
+                                             for n in record.log.param_names for w in ("before", "after")))
+
+
+@pytest.mark.parametrize("row", [0, 3, 359])
+def test_step_serves_the_snapshots_numbers(client, record, row):
+    status, step = get(client, "step", run="first-lesson", step=str(row))
+    snap = record.log[row]
+    assert status == 200 and step["step"] == snap.step and step["loss"] == snap.loss
+    hidden = step["params"]["hidden.weight"]
+    assert hidden["before"] == snap.before["hidden.weight"].tolist()
+    assert hidden["grad"] == snap.grads["hidden.weight"].tolist()
+    assert hidden["after"] == snap.after["hidden.weight"].tolist()
+    assert hidden["minus_lr_grad"][2][0] == pytest.approx(-0.5 * float(snap.grads["hidden.weight"][2, 0]))
+    (student,) = step["students"]
+    assert student["name"] == record.students_of(row)[0]
+    assert student["loss"] == pytest.approx(snap.loss, rel=1e-6)               # batch of one: its loss
+    assert student["pass"] == pytest.approx(float(record.confidences(snap.outputs)[0, 0]))
+
+
+def test_bridge_runs_are_blocks_with_summary_numbers(client, logdir):
+    from nn_lesson.hooks import SnapshotLog
+    status, run = get(client, "run", run="bridge")
+    assert status == 200 and run["kind"] == "bridge" and run["message"].startswith("bridge runs:")
+    log = SnapshotLog.load(logdir / "bridge" / "snapshots.npz")
+    status, step = get(client, "step", run="bridge", step="1")
+    assert status == 200 and [b["name"] for b in step["blocks"]] == list(run["params"])
+    assert step["loss"] == pytest.approx(float(log.loss[1]))
+    norm = float(log[1].before["0.weight"].double().norm())
+    assert step["blocks"][0]["summary"]["weight"]["norm"] == pytest.approx(norm, rel=1e-6)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("run", ["../outside/secret", "..", "first-lesson/../../outside/secret", "/etc",
+                                 "escape", "first-lesson/..", "/", "C:/x", "a\\..\\b", "nope", ""])
+def test_path_traversal_and_unknown_runs_are_refused(client, logdir, route, run):
+    status, body = get(client, route, run=run, step="0")
+    assert status == 400 and isinstance(body["error"], str) and "Traceback" not in body["error"]
+
+
+def test_absolute_path_of_a_real_run_is_refused(client, logdir):
+    for route in ROUTES:
+        status, body = get(client, route, run=str(logdir / "first-lesson"), step="0")
+        assert status == 400 and "absolute" in body["error"]
+
+
+@pytest.mark.parametrize("args", [{}, {"run": "first-lesson"}, {"run": "first-lesson", "step": "-1"},
+                                  {"run": "first-lesson", "step": "360"}, {"run": "first-lesson", "step": "1e3"},
+                                  {"run": "first-lesson", "step": "x"}])
+def test_missing_or_bad_arguments_are_400_json(client, args):
+    for route in ("step", "decision_map") if args else ROUTES:
+        status, body = get(client, route, **args)
+        assert status == 400 and body["error"]
+
+
+def test_a_broken_snapshot_is_a_400_not_a_traceback(client, logdir):
+    broken = logdir / "broken"
+    broken.mkdir()
+    (broken / "snapshots.npz").write_bytes(b"PK\x03\x04 not a zip")
+    status, body = get(client, "run", run="broken")
+    assert status == 400 and "cannot be read" in body["error"]
+    shutil.rmtree(broken)
+
+
+def test_is_active_is_cheap(logdir, tmp_path):
+    import time
+    context = base_plugin.TBContext(logdir=str(logdir))
+    plugin = LessonPlugin(context)
+    start = time.perf_counter()
+    assert plugin.is_active() and plugin.is_active()
+    assert time.perf_counter() - start < 0.5
+    assert not LessonPlugin(base_plugin.TBContext(logdir=str(tmp_path))).is_active()
+    assert not LessonPlugin(base_plugin.TBContext(logdir="")).is_active()
