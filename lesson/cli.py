@@ -17,6 +17,7 @@ from nn_lesson.data import DataError, load_students
 from nn_lesson.lesson.bridge.train import OPTIMIZERS, BridgeConfig, MissingExtra
 from nn_lesson.lesson.run.folder import RunClaim, RunDirError, check_name, claim_run
 from nn_lesson.lesson.run.settings import INITS, LOSSES, LessonConfig
+from nn_lesson.lesson.story.escape import inert
 from nn_lesson.lesson.run.stopping import Stopped, exit_code, signals_deferred, stopping_by_signal
 from nn_lesson.models import ACTIVATIONS
 
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         students = load_students(args.data)
     except DataError as err:
-        print(f"nn-lesson: error: {err}", file=sys.stderr)  # one line: file, row, column, what is wrong
+        print(f"nn-lesson: error: {inert(str(err))}", file=sys.stderr)  # one line: file, row, column, what is wrong
         return 2
     if config.batch_size > len(students.training()):
         parser.error(f"argument --batch-size: {config.batch_size} is larger than the "
@@ -391,7 +392,7 @@ def lab_main(argv: list[str]) -> int:
     try:
         students = load_students(args.data)
     except DataError as err:
-        print(f"nn-lesson lab: error: {err}", file=sys.stderr)
+        print(f"nn-lesson lab: error: {inert(str(err))}", file=sys.stderr)
         return 2
     from nn_lesson.lesson.board.events import EventWriter
     from nn_lesson.lesson.board.lesson_run import write_lesson_tensorboard
