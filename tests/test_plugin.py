@@ -151,3 +151,17 @@ def test_is_active_is_cheap(logdir, tmp_path):
     assert time.perf_counter() - start < 0.5
     assert not LessonPlugin(base_plugin.TBContext(logdir=str(tmp_path))).is_active()
     assert not LessonPlugin(base_plugin.TBContext(logdir="")).is_active()
+
+
+def test_decision_map_where_the_teaching_side_provides_it(client, record):
+    from nn_lesson.lesson.board.plugin import decision_grid_function
+    status, body = get(client, "decision_map", run="first-lesson", step="3")
+    assert status == 200
+    grid = decision_grid_function()
+    if grid is None:
+        assert body == {"available": False}
+        return
+    expected = grid(record, 3).pass_confidence
+    assert body["available"] and body["map"]["pass_confidence"] == expected.tolist()
+    status, body = get(client, "decision_map", run="bridge", step="0")
+    assert status == 200 and body == {"available": False}

@@ -316,16 +316,22 @@ async function drawDecisionMap(row) {
   let answer;
   try { answer = await getJSON('./decision_map', {run: state.run, step: row}); } catch (err) { return; }
   if (!answer.available) return;
-  const grid = answer.map.pass ?? answer.map.grid ?? answer.map.probability ?? answer.map;
+  const map = answer.map;
+  const grid = map.pass_confidence;
   if (!Array.isArray(grid) || !Array.isArray(grid[0])) return;
   const size = 240, rows = grid.length, cols = grid[0].length;
-  const root = svg('svg', {width: size, height: size});
+  const root = svg('svg', {width: size, height: size, id: 'decision-svg'});
   grid.forEach((line, i) => line.forEach((p, j) => {
-    const v = Math.round(255 * (1 - (p ?? 0.5)));
+    const v = Math.round(255 * (p ?? 0.5));  // blue: PASS, red: FAIL
     root.append(svg('rect', {x: j * size / cols, y: (rows - 1 - i) * size / rows, width: size / cols + 0.5,
-      height: size / rows + 0.5, fill: `rgb(${v},${v},255)`}));
+      height: size / rows + 0.5, fill: `rgb(${255 - v},${Math.round(0.6 * Math.min(v, 255 - v))},${v})`}));
   }));
-  box.replaceChildren(el('h3', {}, 'decision map: PASS probability over hours studied × previous score'), root);
+  const [s0, s1] = [map.studied[0], map.studied[map.studied.length - 1]];
+  const [c0, c1] = [map.score[0], map.score[map.score.length - 1]];
+  (map.students || []).forEach((f, k) => root.append(svg('circle', {
+    cx: size * (f[0] - s0) / (s1 - s0), cy: size * (1 - (f[2] - c0) / (c1 - c0)), r: 4,
+    fill: map.labels[k] === 0 ? 'white' : 'black', stroke: '#1e293b'})));
+  box.replaceChildren(el('h3', {}, 'decision map after this step: PASS confidence (blue) over hours studied → × previous score ↑; dots: training students (white PASS)'), root);
 }
 
 // ---- the bridge: layers as blocks with summary numbers, not thousands of lines ----
