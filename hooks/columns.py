@@ -11,16 +11,38 @@ bulk through put_rows: one torch.stack per column for each batch of staged steps
 from __future__ import annotations
 
 import bisect
+import mmap
 
 import torch
 
 CHUNK_ROWS = 256
+# Chunks this large come from their own anonymous mapping marked MADV_HUGEPAGE: a full capture writes
+# hundreds of KB of new rows a step, and touching fresh memory 4 KB page by page cost more than the
+# copy itself (2.3-2.7 ms per 8 MB here, against 0.5 ms with 2 MB pages).
+HUGE_BYTES = 2 << 20
 
 
 def pad_value(dtype: torch.dtype) -> float | int | bool:
     if dtype.is_floating_point or dtype.is_complex:
         return float("nan")
     return False if dtype == torch.bool else -1
+
+
+def padded(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A new tensor of `shape` filled with the pad value; large ones on huge pages where the OS has them."""
+    numel = 1
+    for s in shape:
+        numel *= s
+    nbytes = numel * dtype.itemsize
+    if nbytes < HUGE_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return torch.full(shape, pad_value(dtype), dtype=dtype)
+    buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        buffer.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:
+        pass  # no transparent huge pages here: ordinary pages
+    t = torch.frombuffer(buffer, dtype=dtype, count=numel).view(shape)  # keeps the mapping alive
+    return t.fill_(pad_value(dtype))
 
 
 class Column:
@@ -54,7 +76,12 @@ class Column:
                 for r, v in zip(rows, values):
                     self.row(r).fill_(v)
         elif consecutive and all(t.shape == self.row_shape for t in values):
-            self._put(rows[0], torch.stack(values))
+            chunk, offset = self._locate(rows[0])
+            target = self.chunks[chunk]
+            if offset + len(values) <= len(target) and target.dtype == values[0].dtype:
+                torch.stack(values, out=target[offset: offset + len(values)])  # one copy, into place
+            else:
+                self._put(rows[0], torch.stack(values))
         else:
             for r, t in zip(rows, values):
                 self.write(r, t)
@@ -85,7 +112,7 @@ class Column:
     def _allocate(self, i: int) -> None:
         while i >= sum(len(c) for c in self.chunks):
             rows = min(self.chunk_rows, 16 << len(self.chunks))
-            self.chunks.append(torch.full((rows, *self.row_shape), pad_value(self.dtype), dtype=self.dtype))
+            self.chunks.append(padded((rows, *self.row_shape), self.dtype))
 
     def row(self, i: int) -> torch.Tensor:
         """The storage of row i, to write into directly (the eager path); allocates chunks as needed."""
@@ -113,7 +140,7 @@ class Column:
         self.row_shape = (batch, *self.row_shape[1:])
         self.chunks = []
         for chunk in old:
-            wide = torch.full((len(chunk), *self.row_shape), pad_value(self.dtype), dtype=self.dtype)
+            wide = padded((len(chunk), *self.row_shape), self.dtype)
             wide[:, : chunk.shape[1]].copy_(chunk)
             self.chunks.append(wide)
 

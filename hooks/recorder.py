@@ -83,6 +83,7 @@ class Recorder:
         self.rank = _world_rank()
         self.distributed = isinstance(model, nn.parallel.DistributedDataParallel)
         self._handles: list[RemovableHandle] = []
+        self._capture: list[RemovableHandle] = []  # see _attach_capture
         self._params = self._trainable(model, optimizer)
         self._leaves = [(name, m) for name, m in model.named_modules() if name and not any(m.children())]
         slots, offset = [], 0
@@ -114,6 +115,8 @@ class Recorder:
         self._after_backward: list[tuple[torch.Tensor, int] | None] = [None] * len(self._params)
         self._norms: list[torch.Tensor | None] = [None] * len(self._params)
         self._eager_norms = False
+        self._leaf_hooks = {name: self._leaf_hook(name) for name, _ in self._leaves}
+        self._norm_hooks = [self._norm_hook(i) for i in range(len(self._params))]
         self._watch = BackwardWatch(self._on_backward) if not isinstance(loss_fn, nn.Module) else None
         self._samples: torch.Tensor | None = None
         self._batch = 1
@@ -165,6 +168,7 @@ class Recorder:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._detach_capture()
         self._fwd = self._current = None  # drop references to the last forward's tensors
         self._step_items = []
         self.model.__dict__.pop(_ACTIVE_ATTR, None)
@@ -173,17 +177,31 @@ class Recorder:
     def _attach(self) -> None:
         add = self._handles.append
         add(self.model.register_forward_pre_hook(self._on_model_input))
-        for name, module in self._leaves:
-            add(module.register_forward_hook(self._leaf_hook(name)))
-        add(self.model.register_forward_hook(self._on_model_output))
-        if isinstance(self.loss_fn, nn.Module):
-            add(self.loss_fn.register_forward_hook(self._on_loss))
         if self.optimizer is not None:
             add(self.optimizer.register_step_pre_hook(self._on_step_begin))
             add(self.optimizer.register_step_post_hook(self._on_step_end))
-            if not self.distributed:
-                for i, (_, p) in enumerate(self._params):
-                    add(p.register_post_accumulate_grad_hook(self._norm_hook(i)))
+        self._attach_capture()
+
+    def _attach_capture(self) -> None:
+        """The hooks that copy a step's numbers. Under every_k(k) they are attached only from the end of
+        the step before a kept one to the end of the kept step: a skipped step runs every module on
+        PyTorch's hook-free path and costs the Recorder three Python calls (model pre-hook, step hooks)."""
+        if self._capture:
+            return
+        add = self._capture.append
+        for name, module in self._leaves:
+            add(module.register_forward_hook(self._leaf_hooks[name]))
+        add(self.model.register_forward_hook(self._on_model_output))
+        if isinstance(self.loss_fn, nn.Module):
+            add(self.loss_fn.register_forward_hook(self._on_loss))
+        if self.optimizer is not None and not self.distributed:
+            for i, (_, p) in enumerate(self._params):
+                add(p.register_post_accumulate_grad_hook(self._norm_hooks[i]))
+
+    def _detach_capture(self) -> None:
+        for handle in self._capture:
+            handle.remove()
+        self._capture.clear()
 
     def mark_samples(self, indices: torch.Tensor | list[int]) -> None:
         """Optional: say which samples (dataset row numbers) the next step uses, e.g. 0 for Sarah."""
@@ -454,6 +472,12 @@ class Recorder:
             self._commit(items)
         self._step_items = []
         self._step += 1
+        every = self.policy.every
+        if every > 1:  # capture hooks only around the steps the policy keeps
+            if self._step % every == 0:
+                self._attach_capture()
+            elif kept:
+                self._detach_capture()
 
     def _commit(self, items: list) -> None:
         epoch = self._step // self.steps_per_epoch if self.steps_per_epoch else 0
