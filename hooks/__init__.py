@@ -5,6 +5,7 @@ from nn_lesson.hooks.policy import CapturePolicy
 from nn_lesson.hooks.recorder import Recorder
 from nn_lesson.hooks.snapshot_file import FORMAT, VERSION, SnapshotFileError
 from nn_lesson.hooks.snapshot_log import STAT_NAMES, ParamSlot, Snapshot, SnapshotLog
+from nn_lesson.hooks.threads import threads_for, use_threads
 
 __all__ = ["CapturePolicy", "Recorder", "SnapshotLog", "Snapshot", "ParamSlot", "SnapshotFileError",
-           "STAT_NAMES", "FORMAT", "VERSION"]
+           "STAT_NAMES", "FORMAT", "VERSION", "threads_for", "use_threads"]

@@ -137,6 +137,9 @@ def lesson_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve", action="store_true",
                    help="after the run, start TensorBoard on 127.0.0.1 and print its address (Ctrl-C stops it)")
     p.add_argument("--port", type=port, help="port for --serve (default: a free one)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="torch intra-op threads (default: 1 for models this small: a tiny model slows up to "
+                        "10× when its threads compete with another busy process)")
     return p
 
 
@@ -150,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.step is not None or args.snapshot is not None:
         return show_step(parser, args)
+    from nn_lesson.hooks.threads import use_threads
+    use_threads(3 * 4 + 4 + 4 * 2 + 2, args.threads)  # the 3-4-2 net's parameters: 1 thread unless --threads
     config = LessonConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                           init=args.init, activation=args.activation, loss=args.loss, shuffle=args.shuffle)
     try:
@@ -308,6 +313,9 @@ def bridge_parser() -> argparse.ArgumentParser:
                    help="under torchrun, every process writes its own run (NAME.rank<r>); by default only rank 0")
     add_run_folder_arguments(p, "time and optimizer")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="torch intra-op threads (default: 1 for models this small, under a million parameters: "
+                        "a tiny model slows up to 10× when its threads compete with another busy process)")
     return p
 
 
@@ -321,6 +329,8 @@ def bridge_main(argv: list[str]) -> int:
         parser.error(f"argument --device: {args.device!r} is not a device; use cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("argument --device: CUDA is not available on this machine; use --device cpu")
+    from nn_lesson.hooks.threads import use_threads
+    use_threads(64 * args.hidden + args.hidden + args.hidden * 10 + 10, args.threads)  # the MLP 64-hidden-10
     config = BridgeConfig(optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
                           hidden=args.hidden, seed=args.seed, policy=args.policy, device=args.device)
     try:
