@@ -1,4 +1,4 @@
-"""Benchmark: python benchmarks/bench.py [--rounds 5] [--steps 3000]
+"""Benchmark: python benchmarks/bench.py [--rounds 5] [--steps 3000] [--bridge-steps 500]
 
 Every variant runs the project's own code paths, alternating within each round so that the machine's
 noise hits them alike; the table shows medians and ratios to the bare loop measured in the same round.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import subprocess
 import sys
@@ -29,7 +30,10 @@ from nn_lesson.lesson.run.settings import LessonConfig
 from nn_lesson.lesson.run.train import LessonSetup, make_record, run_epochs
 from nn_lesson.models import make_mlp
 
-TARGETS = {"full capture": 1.3, "full capture + complete export": 2.0, "statistics only, every step": 1.1}
+TARGETS = {"full capture": 1.2, "full capture + complete export": 1.6, "full capture, every step": 1.3,
+           "statistics only, every step": 1.1, "full, every 10th step": 1.05}
+PEERS = ("wandb.watch(log=\"all\", log_freq=1)", "wandb.watch(log=\"all\", log_freq=10)")
+BRIDGE_SIZES = [64, 128, 64, 10]
 
 
 def lesson_variant(name: str, epochs: int) -> tuple[float, SnapshotLog | None]:
@@ -84,17 +88,30 @@ def _naive(model, opt, loss_fn, loader, x, y, epochs) -> float:
     return elapsed
 
 
-def bridge_variant(name: str, steps: int) -> float:
+def bridge_data():
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(64 * 50, 64, generator=g), torch.randint(0, 10, (64 * 50,), generator=g)
+    return torch.randn(64 * 50, 64, generator=g), torch.randint(0, 10, (64 * 50,), generator=g)
+
+
+def bridge_variant(name: str, steps: int) -> float:
+    """Seconds for `steps` of the bridge MLP's ordinary loop (DataLoader, batch 64, SGD) under `name`."""
+    x, y = bridge_data()
     torch.manual_seed(0)
-    model = make_mlp([64, 128, 64, 10])
+    model = make_mlp(BRIDGE_SIZES)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     loss_fn = nn.CrossEntropyLoss()
     loader = DataLoader(TensorDataset(x, y), batch_size=64)
-    policy = {"statistics only, every step": CapturePolicy.stats(), "statistics only, every 10th step":
-              CapturePolicy.stats(every=10), "full, every 10th step": CapturePolicy.every_k(10)}
-    rec = Recorder(model, opt, loss_fn, policy=policy[name]) if name != "bare" else contextlib.nullcontext()
+    policy = {"full capture, every step": CapturePolicy.full(), "statistics only, every step": CapturePolicy.stats(),
+              "statistics only, every 10th step": CapturePolicy.stats(every=10),
+              "full, every 10th step": CapturePolicy.every_k(10)}
+    run = None
+    if name in PEERS:  # the peer: wandb offline, set up and finished outside the timed loop
+        import wandb
+        run = wandb.init(project="nn-lesson-bench", mode="offline", dir=os.environ["WANDB_DIR"])
+        wandb.watch(model, log="all", log_freq=1 if "log_freq=1)" in name else 10)
+        rec = contextlib.nullcontext()
+    else:
+        rec = Recorder(model, opt, loss_fn, policy=policy[name]) if name != "bare" else contextlib.nullcontext()
     started = time.perf_counter()
     with rec:
         done = 0
@@ -106,7 +123,80 @@ def bridge_variant(name: str, steps: int) -> float:
                 done += 1
                 if done == steps:
                     break
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if run is not None:
+        wandb.unwatch(model)
+        run.finish()
+    return seconds
+
+
+def have_wandb() -> bool:
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+CHILD = """
+import sys, time, torch
+sys.path.insert(0, {here!r})
+import bench
+from nn_lesson.hooks import use_threads
+from nn_lesson.models import make_mlp
+use_threads(make_mlp(bench.BRIDGE_SIZES))
+print(torch.get_num_threads(), bench.bridge_variant({variant!r}, {steps}))
+"""
+
+
+def contention_seconds(busy: bool, steps: int) -> tuple[float, int]:
+    """The bridge MLP's recorded loop in a fresh process (threads as the CLI chooses them), quiet or with a
+    busy-loop process on the other core. Returns (training seconds, torch threads used)."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        out = subprocess.run([sys.executable, "-c", CHILD.format(here=str(Path(__file__).parent),
+                                                                  variant="full, every 10th step", steps=steps)],
+                             check=True, capture_output=True, text=True).stdout.split()
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+    return float(out[1]), int(out[0])
+
+
+MEMORY_CHILD = """
+import resource, sys, torch
+sys.path.insert(0, {here!r})
+import bench
+torch.set_num_threads(1)
+bench.bridge_variant("statistics only, every step", 20)   # imports and first allocations
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+log = bench.stats_log({steps})
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(after - before, log.nbytes, len(log))
+"""
+
+
+def stats_log(steps: int) -> SnapshotLog:
+    x, y = bridge_data()
+    torch.manual_seed(0)
+    model = make_mlp(BRIDGE_SIZES)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loss_fn = nn.CrossEntropyLoss()
+    xs, ys = x.split(64), y.split(64)
+    with Recorder(model, opt, loss_fn, policy=CapturePolicy.stats()) as rec:
+        for i in range(steps):
+            opt.zero_grad()
+            loss_fn(model(xs[i % len(xs)]), ys[i % len(ys)]).backward()
+            opt.step()
+    return rec.log
+
+
+def memory_growth(steps: int) -> tuple[int, int]:
+    """(peak RSS growth in bytes, log bytes) of a statistics-only run of `steps` in a fresh process."""
+    out = subprocess.run([sys.executable, "-c", MEMORY_CHILD.format(here=str(Path(__file__).parent), steps=steps)],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return int(out[0]) * 1024, int(out[1])
 
 
 def cli_seconds() -> float:
@@ -133,7 +223,8 @@ def table(title: str, times: dict[str, list[float]], steps: int) -> list[str]:
     for v, ts in times.items():
         ratio = statistics.median(t / b for t, b in zip(ts, bare))
         target = TARGETS.get(v)
-        verdict = "" if target is None else f"≤ {target}× {'met' if ratio <= target else 'MISSED'}"
+        verdict = ("the peer" if v in PEERS else "" if target is None else
+                   f"≤ {target}× {'met' if ratio <= target else 'MISSED'}")
         lines.append(f"| {v} | {1e6 * statistics.median(ts) / steps:.1f} | {ratio:.2f}× | {verdict} |")
     return lines
 
@@ -145,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3000, help="lesson steps per variant, per-sample (default: 3000)")
     p.add_argument("--bridge-steps", type=int, default=500, help="bridge MLP steps, batch 64 (default: 500)")
     p.add_argument("--cli-runs", type=int, default=3, help="end-to-end CLI runs (default: 3)")
+    p.add_argument("--memory-steps", type=int, default=500,
+                   help="statistics-only steps for the memory row, compared with 10x as many (default: 500)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # tiny tensors: threads only add noise
     started = time.perf_counter()
@@ -165,11 +258,42 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SnapshotLog memory ({len(log)} steps, full capture): {log.nbytes / len(log):.0f} bytes/step held, "
           f"{log.number_bytes / len(log):.0f} bytes/step of numbers: {log.nbytes / log.number_bytes:.2f}× "
           f"(target ≤ 1.5×)\n", flush=True)
-    bridge = rounds(["bare", "statistics only, every step", "statistics only, every 10th step", "full, every 10th step"],
-                    lambda v: bridge_variant(v, args.bridge_steps), args.rounds)
-    params = sum(p.numel() for p in make_mlp([64, 128, 64, 10]).parameters())
-    print("\n".join(table(f"Bridge MLP 64→128→64→10 ({params} parameters), batch 64, {args.bridge_steps} steps",
+    variants = ["bare", "full capture, every step", "statistics only, every step", "statistics only, every 10th step",
+                "full, every 10th step"]
+    if have_wandb():
+        variants += list(PEERS)
+    else:
+        print("wandb is not installed: the peer rows are skipped (pip install -e '.[bench]')\n")
+    os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_CONSOLE="off")
+    with tempfile.TemporaryDirectory() as wandb_dir:
+        os.environ["WANDB_DIR"] = wandb_dir
+        bridge = rounds(variants, lambda v: bridge_variant(v, args.bridge_steps), args.rounds)
+    params = sum(p.numel() for p in make_mlp(BRIDGE_SIZES).parameters())
+    print("\n".join(table(f"Bridge MLP 64→128→64→10 ({params} parameters), batch 64, {args.bridge_steps} steps"
+                          + (" (wandb offline: init, unwatch and finish outside the timed loop)" if have_wandb() else ""),
                           bridge, args.bridge_steps)), "\n", flush=True)
+
+    quiet: list[float] = []
+    busy: list[float] = []
+    threads = 0
+    for r in range(args.rounds):
+        for b in ((False, True) if r % 2 == 0 else (True, False)):
+            seconds, threads = contention_seconds(b, args.bridge_steps)
+            (busy if b else quiet).append(seconds)
+    ratio = statistics.median(b / q for b, q in zip(busy, quiet))
+    print(f"Bridge MLP recorded (full, every 10th step), {args.bridge_steps} steps in a fresh process with "
+          f"{threads} torch thread (use_threads): quiet median {statistics.median(quiet):.2f} s, with a busy-loop "
+          f"process beside it {statistics.median(busy):.2f} s: {ratio:.2f}× (target ≤ 1.5× "
+          f"{'met' if ratio <= 1.5 else 'MISSED'})\n", flush=True)
+
+    short, long_ = memory_growth(args.memory_steps), memory_growth(10 * args.memory_steps)
+    extra = (long_[0] - short[0]) - (long_[1] - short[1])  # growth beyond the statistics rows themselves
+    print(f"Statistics-only memory: {args.memory_steps} steps: peak RSS +{short[0] / 2**20:.1f} MiB, log "
+          f"{short[1] / 1024:.0f} KiB; {10 * args.memory_steps} steps: peak RSS +{long_[0] / 2**20:.1f} MiB, log "
+          f"{long_[1] / 1024:.0f} KiB ({(long_[1] - short[1]) / (9 * args.memory_steps):.0f} bytes per step of "
+          f"statistics rows); growth beyond the rows {extra / 2**20:+.1f} MiB (target flat: ≤ 8 MiB "
+          f"{'met' if extra <= 8 * 2**20 else 'MISSED'})\n", flush=True)
+
     cli = [cli_seconds() for _ in range(args.cli_runs)]
     print(f"Default CLI lesson run end to end (process start to last event flushed): median "
           f"{statistics.median(cli):.2f} s of {len(cli)} runs (target < 5 s)")
