@@ -8,7 +8,7 @@ from torch import nn
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import no_hooks_left, run_cli
-from nn_lesson.hooks import CapturePolicy, Recorder
+from nn_lesson.hooks import CapturePolicy, Recorder, SnapshotLog
 from nn_lesson.lesson.bridge.train import BridgeConfig, MissingExtra, build_optimizer, load_digits_split, train_bridge
 from nn_lesson.models import make_mlp
 
@@ -201,3 +201,12 @@ def test_bridge_cli_writes_the_lesson_layout(tmp_path):
     assert "weights/0.weight" in tags["histograms"] and "activations/1" in tags["histograms"]
     page = acc.Tensors("bridge/02 the update rule")[0].tensor_proto.string_val[0].decode()
     assert "adam" in page and "median ratio" in page
+    # issue 13's bridge dashboards: guesses after every epoch, HParams, PR curves, the projector
+    assert len(acc.Images("digits/held-out predictions")) == 3
+    assert set(acc.PluginTagToContent("hparams")) >= {"_hparams_/experiment", "_hparams_/session_start_info"}
+    assert sorted(acc.PluginTagToContent("pr_curves")) == sorted(f"pr curves/digit {d}" for d in range(10))
+    assert "hparams/final held-out accuracy" in tags["scalars"]
+    config = (tmp_path / "runs/b/projector_config.pbtxt").read_text()
+    assert config.count("tensor_name") == 2  # the hidden layer before and after training
+    record = SnapshotLog.load(tmp_path / "runs/b/snapshots.npz")
+    assert len(record) > 0

@@ -111,6 +111,14 @@ class EventWriter:
         with SummaryWriter(log_dir=str(self.run_dir)) as writer:
             writer.add_graph(model, example_input)
 
+    def embeddings(self, views: list[tuple[torch.Tensor, int]], labels: list[str], images: torch.Tensor,
+                   tag: str) -> None:
+        """The Projector: each (points, step) with the points' labels and sprite images, through torch's public
+        SummaryWriter (one writer for all, since each writes the projector's config for what it was given)."""
+        with SummaryWriter(log_dir=str(self.run_dir)) as writer:
+            for points, step in views:
+                writer.add_embedding(points, metadata=labels, label_img=images, global_step=step, tag=tag)
+
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()

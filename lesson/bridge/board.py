@@ -14,6 +14,7 @@ from nn_lesson.lesson.bridge.pages import accuracy_page, loop_page, optimizer_pa
 from nn_lesson.lesson.board.events import EventWriter, png_image
 from nn_lesson.lesson.board.scalars import update_to_weight_ratio, write_scalars
 from tensorboard.compat.proto.summary_pb2 import Summary
+from torch.utils.tensorboard.summary import hparams, pr_curve
 
 DIGITS_TAG = "digits/held-out predictions"
 
@@ -50,10 +51,28 @@ def write_bridge_tensorboard(events: EventWriter, run: BridgeRun) -> None:
     for e, (train, held) in enumerate(zip(run.train_accuracy, run.accuracy)):
         events.step(e + 1, {"2 accuracy/epoch: training digits": train, "2 accuracy/epoch: held-out digits": held})
     x, y = run.heldout
-    with torch.no_grad():
-        predicted = run.model(x.to(next(run.model.parameters()).device)).argmax(1).cpu()
-    events.add(Summary(value=[Summary.Value(tag=DIGITS_TAG, image=png_image(digit_grid(x, y, predicted)))]),
-               int(log.step[-1]) if len(log) else 0)
+    for step, predicted in zip(run.epoch_end_steps, run.predictions):  # the guesses after every epoch
+        events.add(Summary(value=[Summary.Value(tag=DIGITS_TAG, image=png_image(digit_grid(x, y, predicted)))]), step)
+    for digit in range(10):  # precision against recall as the threshold on each digit's probability moves
+        events.add(pr_curve(f"pr curves/digit {digit}", (y == digit).numpy(),
+                            run.probabilities[:, digit].numpy()), run.epoch_end_steps[-1])
+    images = x.reshape(-1, 1, 8, 8)
+    labels = [str(int(d)) for d in y]
+    events.embeddings([(run.hidden_start, 0), (run.hidden_end, run.epoch_end_steps[-1])], labels, images,
+                      "hidden layer on held-out digits")
+    write_hparams(events, run)
     for title, markdown in (loop_page(), optimizer_page(run), accuracy_page(run)):
         events.text(title, markdown)
     events.graph(run.model, x[:1].to(next(run.model.parameters()).device))
+
+
+def write_hparams(events: EventWriter, run: BridgeRun) -> None:
+    """One HParams row per bridge run: the knobs, and the accuracies they led to."""
+    c = run.config
+    knobs = {"1 optimizer": c.optimizer, "2 lr": c.learning_rate, "3 batch size": c.batch_size,
+             "4 hidden units": c.hidden, "5 epochs": c.epochs, "6 policy": c.policy, "7 seed": c.seed}
+    metrics = {"hparams/final held-out accuracy": run.accuracy[-1],
+               "hparams/final training accuracy": run.train_accuracy[-1]}
+    for summary in hparams(knobs, metrics):
+        events.add(summary)
+    events.step(run.epoch_end_steps[-1], scalars=metrics)

@@ -65,12 +65,21 @@ class BridgeRun:
     seconds: float
     coverage: str = ""             # rec.report().line(): what the Recorder saw
     rank: int = 0                  # this process's rank under torchrun (0 alone)
+    predictions: torch.Tensor | None = None       # (epochs, N) held-out guesses after each epoch
+    probabilities: torch.Tensor | None = None     # (N, 10) held-out softmax after the last epoch
+    hidden_start: torch.Tensor | None = None      # (N, hidden) the hidden layer on the held-out digits, untrained
+    hidden_end: torch.Tensor | None = None        # the same after training
+    epoch_end_steps: tuple[int, ...] = ()         # the optimizer step that ended each epoch
 
     def save(self, path: str | Path) -> Path:
         """The snapshot file, with the bridge's settings and accuracies as its record."""
+        extra = {name: t for name, t in (("heldout_predictions", self.predictions),
+                                         ("heldout_probabilities", self.probabilities),
+                                         ("hidden_start", self.hidden_start), ("hidden_end", self.hidden_end))
+                 if t is not None}
         return save_record(path, self.log, {"kind": "bridge", "config": asdict(self.config)},
                            {"heldout_accuracy_by_epoch": torch.tensor(self.accuracy),
-                            "train_accuracy_by_epoch": torch.tensor(self.train_accuracy)})
+                            "train_accuracy_by_epoch": torch.tensor(self.train_accuracy), **extra})
 
 
 def load_digits_split(seed: int, heldout_fraction: float) -> tuple[torch.Tensor, ...]:
@@ -128,7 +137,8 @@ def train_bridge(config: BridgeConfig, on_epoch: Callable[[int, float, float], N
                             generator=torch.Generator().manual_seed(config.seed))
     optimizer = build_optimizer(config, model.parameters())
     loss_fn = nn.CrossEntropyLoss()
-    held_acc, train_acc = [], []
+    held_acc, train_acc, predictions, ends = [], [], [], []
+    hidden_start = hidden_layer(net, x_held)
     started = time.perf_counter()
     with Recorder(model, optimizer, loss_fn, steps_per_epoch=len(loader), policy=config.capture_policy()) as rec:
         for epoch in range(config.epochs):
@@ -141,10 +151,27 @@ def train_bridge(config: BridgeConfig, on_epoch: Callable[[int, float, float], N
                 loss.backward()
                 optimizer.step()
             model.eval()
-            held_acc.append(accuracy(net, x_held, y_held))   # no_grad forwards: not steps, not recorded
+            with torch.no_grad():                           # no_grad forwards: not steps, not recorded
+                guesses = net(x_held).argmax(1)
+            predictions.append(guesses.cpu())
+            held_acc.append(float((guesses == y_held).float().mean()))
             train_acc.append(accuracy(net, x_train, y_train))
+            ends.append(epoch_end_step(len(loader), epoch))
             if on_epoch is not None:
                 on_epoch(epoch, train_acc[-1], held_acc[-1])
     seconds = time.perf_counter() - started
+    with torch.no_grad():
+        probabilities = net(x_held).softmax(1).cpu()
     return BridgeRun(config, net, rec.log, held_acc, train_acc, (x_held.cpu(), y_held.cpu()), seconds,
-                     rec.report().line(), rec.rank)
+                     rec.report().line(), rec.rank, torch.stack(predictions), probabilities, hidden_start,
+                     hidden_layer(net, x_held), tuple(ends))
+
+
+def epoch_end_step(steps_per_epoch: int, epoch: int) -> int:
+    return (epoch + 1) * steps_per_epoch - 1
+
+
+def hidden_layer(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """The first hidden layer's activations (after its ReLU): what the projector shows."""
+    with torch.no_grad():
+        return net[:2](x).cpu()
