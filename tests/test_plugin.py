@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from werkzeug import test as werkzeug_test
 from werkzeug import wrappers
 
@@ -153,15 +154,18 @@ def test_is_active_is_cheap(logdir, tmp_path):
     assert not LessonPlugin(base_plugin.TBContext(logdir="")).is_active()
 
 
-def test_decision_map_where_the_teaching_side_provides_it(client, record):
-    from nn_lesson.lesson.board.plugin import decision_grid_function
+def test_decision_map_is_the_networks_pass_confidence_after_the_step(client, record):
     status, body = get(client, "decision_map", run="first-lesson", step="3")
-    assert status == 200
-    grid = decision_grid_function()
-    if grid is None:
-        assert body == {"available": False}
-        return
-    expected = grid(record, 3).pass_confidence
-    assert body["available"] and body["map"]["pass_confidence"] == expected.tolist()
+    assert status == 200 and body["available"]
+    grid = body["map"]
+    studied, score = grid["studied"], grid["score"]
+    # a point of the map, recomputed with a plain StudentNet carrying the weights after step 3
+    net = record.trained_model()
+    net.load_state_dict(record.log[3].after)
+    r, c = 17, 42
+    raw = torch.tensor([[studied[c], float(record.training.features[:, 1].mean()), score[r]]])
+    with torch.no_grad():
+        expected = net(record.scaler(raw)).softmax(1)[0, 0]
+    assert abs(grid["pass_confidence"][r][c] - float(expected)) < 1e-5
     status, body = get(client, "decision_map", run="bridge", step="0")
     assert status == 200 and body == {"available": False}

@@ -52,9 +52,15 @@ def test_a_learners_sidebar_has_about_a_dozen_groups(events):
     every = tags["scalars"] + tags["images"] + tags["histograms"] + tags["tensors"]
     groups = {t.split("/", 1)[0] for t in every if not t.startswith(("_hparams_", "custom_scalars"))}
     assert groups == {"1 loss", "2 accuracy", "3 weights", "4 gradients", "5 updates", "6 health", "hparams",
-                      "diagram", "autograd", "lesson", "tables"}
+                      "diagram", "autograd", "lesson", "tables", "decision map"}
     assert len(tags["scalars"]) <= 30
     assert not [t for t in tags["scalars"] if "→" in t or "bias bias" in t or "[" in t]
+
+
+def test_decision_maps_at_a_few_moments(events, log):
+    from nn_lesson.lesson.board.decision_image import TAG
+    per_epoch = int((log.epoch == 0).sum())
+    assert [e.step for e in events.Images(TAG)] == [0, per_epoch - 1, len(log) // 2, len(log) - 1]
 
 
 def test_scalar_values_are_the_snapshot_numbers(events, log, record):

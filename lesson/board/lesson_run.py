@@ -12,10 +12,12 @@ from tensorboard.plugins.hparams import summary_v2 as hp
 from torch.utils.tensorboard.summary import custom_scalars
 
 from nn_lesson.lesson.board.autograd_graph import autograd_graph
+from nn_lesson.lesson.board.decision_image import TAG as DECISION_TAG, decision_png
 from nn_lesson.lesson.board.diagram import FIXED_SCALE, draw_network, png_bytes
 from nn_lesson.lesson.board.events import EventWriter
 from nn_lesson.lesson.board.scalars import write_scalars
 from nn_lesson.lesson.run.record import RunRecord
+from nn_lesson.lesson.story.decision_map import decision_grid
 from nn_lesson.lesson.run.settings import INITS, LOSSES
 from nn_lesson.models import ACTIVATIONS
 from nn_lesson.lesson.story.escape import md, terminal
@@ -123,6 +125,15 @@ def epoch_scalars(record: RunRecord) -> dict[str, tuple]:
             if getattr(epochs, key) is not None}
 
 
+def decision_rows(record: RunRecord) -> list[int]:
+    """A few moments worth a decision map: the first step, the end of the first epoch, the middle, the end."""
+    n = len(record.log)
+    if n == 0:
+        return []
+    first_epoch_end = int((record.log.epoch == record.log.epoch[0]).sum()) - 1
+    return sorted({0, first_epoch_end, n // 2, n - 1})
+
+
 def write_lesson_tensorboard(events: EventWriter, record: RunRecord) -> None:
     """Write the whole lesson into one run."""
     log = record.log
@@ -138,6 +149,9 @@ def write_lesson_tensorboard(events: EventWriter, record: RunRecord) -> None:
         else:
             print(f"nn-lesson: warning: {graph.problem}", file=sys.stderr)
             events.text(f"{GRAPH_TAG} (DOT source)", "```\n" + graph.dot_source + "\n```")
+    for row in decision_rows(record):
+        step = int(log.step[row])
+        events.step(step, images={DECISION_TAG: decision_png(decision_grid(record, row), f"after step {step}")})
     events.add(custom_scalars(custom_layout()))
     _write_hparams(events, record)
     events.graph(record.trained_model(), record.scaler(record.training.features)[:1])

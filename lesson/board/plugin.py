@@ -13,7 +13,7 @@ Routes (under /data/plugin/lesson/), all JSON except index.js:
   /run?run=R                the run: settings, every step's loss, the pages, the story's stops
   /step?run=R&step=N        row N (0-based, every step): weights before/gradient/-lr*gradient/after, the
                             students with their confidences and losses, the node values
-  /decision_map?run=R&step=N  the decision map, where nn_lesson.lesson.story.decision_map provides one
+  /decision_map?run=R&step=N  the decision map (nn_lesson.lesson.story.decision_map) after step N
 A run is a folder under the logdir; `..`, absolute paths and anything that resolves outside the logdir
 (symlinks included) are refused with 400 and a JSON error, as are missing or malformed arguments.
 """
@@ -21,7 +21,6 @@ A run is a folder under the logdir; `..`, absolute paths and anything that resol
 from __future__ import annotations
 
 import collections
-import importlib
 import json
 import math
 import os
@@ -122,10 +121,10 @@ class LessonPlugin(base_plugin.TBPlugin):
         def build():
             loaded = self._load(self._run_arg(request))
             row = self._step_arg(request, loaded)
-            grid = decision_grid_function()
-            if grid is None or loaded["kind"] != "lesson":
+            if loaded["kind"] != "lesson":
                 return {"available": False}
-            return {"available": True, "map": _jsonable(grid(loaded["record"], row))}
+            from nn_lesson.lesson.story.decision_map import decision_grid
+            return {"available": True, "map": _jsonable(decision_grid(loaded["record"], row))}
         return self._answer(request, build)
 
     @staticmethod
@@ -219,15 +218,6 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def decision_grid_function():
-    """nn_lesson.lesson.story.decision_map.decision_grid where the teaching side provides it, else None."""
-    try:
-        module = importlib.import_module("nn_lesson.lesson.story.decision_map")
-    except ImportError:
-        return None
-    return getattr(module, "decision_grid", None)
-
-
 def _jsonable(value):
     if hasattr(value, "tolist"):
         return _finite(value.tolist())
@@ -298,7 +288,7 @@ def _lesson_run(record) -> dict:
                   for (title, text), row in zip(pages, rows)],
         "story": story,
         "stopped": record.stopped,
-        "decision_map": decision_grid_function() is not None,
+        "decision_map": True,
     }
 
 
