@@ -11,15 +11,10 @@ bulk through put_rows: one torch.stack per column for each batch of staged steps
 from __future__ import annotations
 
 import bisect
-import mmap
 
 import torch
 
 CHUNK_ROWS = 256
-# Chunks this large come from their own anonymous mapping marked MADV_HUGEPAGE: a full capture writes
-# hundreds of KB of new rows a step, and touching fresh memory 4 KB page by page cost more than the
-# copy itself (2.3-2.7 ms per 8 MB here, against 0.5 ms with 2 MB pages).
-HUGE_BYTES = 2 << 20
 
 
 def pad_value(dtype: torch.dtype) -> float | int | bool:
@@ -29,20 +24,8 @@ def pad_value(dtype: torch.dtype) -> float | int | bool:
 
 
 def padded(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """A new tensor of `shape` filled with the pad value; large ones on huge pages where the OS has them."""
-    numel = 1
-    for s in shape:
-        numel *= s
-    nbytes = numel * dtype.itemsize
-    if nbytes < HUGE_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
-        return torch.full(shape, pad_value(dtype), dtype=dtype)
-    buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    try:
-        buffer.madvise(mmap.MADV_HUGEPAGE)
-    except OSError:
-        pass  # no transparent huge pages here: ordinary pages
-    t = torch.frombuffer(buffer, dtype=dtype, count=numel).view(shape)  # keeps the mapping alive
-    return t.fill_(pad_value(dtype))
+    """A new tensor of `shape` filled with the pad value."""
+    return torch.full(shape, pad_value(dtype), dtype=dtype)
 
 
 class Column:
