@@ -67,18 +67,24 @@ def step_tables(record: RunRecord):
     conf = record.confidences(log.outputs)
     batch, samples = log.batch_size.tolist(), log.samples.tolist() if log.has("samples") else None
 
+    # Everything as Python lists once, and the labels escaped once: the tables are written for hundreds of steps.
+    columns = [(md(label), [values[w][(slice(None), *idx)].tolist() for w in ("before", "grad", "after")])
+               for name, values in params.items()
+               for idx, label in all_weight_names(name, tuple(values["before"].shape[1:]))]
+    step_numbers, epochs, losses = log.step.tolist(), log.epoch.tolist(), log.loss.tolist()
+    conf_rows = conf.tolist()
+    names = [md(n) for n in record.names]
+
     def tables(row: int) -> dict[str, str]:
-        lines = [f"**Step {int(log.step[row])}** (epoch {int(log.epoch[row]) + 1}), learning rate {lr[row]:g}, "
-                 f"loss of its students {num(float(log.loss[row]), 6)}", "",
+        lines = [f"**Step {step_numbers[row]}** (epoch {epochs[row] + 1}), learning rate {lr[row]:g}, "
+                 f"loss of its students {num(losses[row], 6)}", "",
                  "| student | PASS confidence | FAIL confidence |", "|---|---:|---:|"]
         for k in range(int(batch[row])):
-            who = record.names[samples[row][k]] if samples and samples[row][k] >= 0 else f"#{k}"
-            lines.append(f"| {md(who)} | {float(conf[row, k, 0]):.4f} | {float(conf[row, k, 1]):.4f} |")
+            who = names[samples[row][k]] if samples and samples[row][k] >= 0 else f"#{k}"
+            lines.append(f"| {who} | {conf_rows[row][k][0]:.4f} | {conf_rows[row][k][1]:.4f} |")
         lines += ["", "| weight | before | gradient | −lr × gradient | after |", "|---|---:|---:|---:|---:|"]
-        for name, values in params.items():
-            for idx, label in all_weight_names(name, tuple(values["before"].shape[1:])):
-                b, g, a = (float(values[w][(row, *idx)]) for w in ("before", "grad", "after"))
-                lines.append(f"| {md(label)} | {b:+.5f} | {g:+.5f} | {-lr[row] * g:+.5f} | {a:+.5f} |")
+        for label, (b, g, a) in columns:
+            lines.append(f"| {label} | {b[row]:+.5f} | {g[row]:+.5f} | {-lr[row] * g[row]:+.5f} | {a[row]:+.5f} |")
         return {TABLE_TAG: "\n".join(lines)}
     return tables
 

@@ -85,7 +85,8 @@ def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = Tr
                   image_steps: int = MAX_DENSE_STEPS,
                   texts: Callable[[int], dict[str, str]] | None = None) -> None:
     """Write per-step scalars and histograms from the log plus `row_scalars` (tag -> one value per row),
-    with images(row) and texts(row) (tag -> markdown) where given, one event per step; then `epoch_scalars`
+    with images(row) and texts(row) (tag -> markdown) where given, at up to `image_steps` evenly spaced
+    steps (every step when there are fewer), one event per step; then `epoch_scalars`
     (tag -> (epochs, values))."""
     scalars, histograms = per_step_tags(log, lesson_names)
     scalars.update(row_scalars or {})
@@ -102,7 +103,8 @@ def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = Tr
                     {tag: values[row] for tag, values in scalar_rows.items()},
                     {tag: by_row[row] for tag, by_row in protos.items() if row in by_row},
                     pictures.get(row))
-        for tag, markdown in (texts(row) if texts is not None else {}).items():
-            events.text(tag, markdown, step)
+        if texts is not None and row in pictured:  # per-step tables at the pictured steps, as the diagrams
+            for tag, markdown in texts(row).items():
+                events.text(tag, markdown, step)
     for tag, (epochs, values) in (epoch_scalars or {}).items():
         events.series(tag, epochs, values)
