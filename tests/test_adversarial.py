@@ -149,7 +149,7 @@ def test_a_write_that_fails_midway_keeps_the_snapshots_and_says_where(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (2 ** 20, 2 ** 20))
     result = subprocess.run([sys.executable, "-m", "nn_lesson", "--quiet", "--name", "big", "--logdir",
                              str(tmp_path / "runs")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            preexec_fn=limit)
+                            preexec_fn=limit, env={**os.environ, "TMPDIR": str(tmp_path)})
     assert result.returncode == 1 and no_traceback(result.stderr)
     assert len(result.stderr.strip().splitlines()) == 1 and "File too large" in result.stderr
     kept = Path(re.search(r"saved to (\S+)", result.stderr).group(1))

@@ -167,6 +167,8 @@ def test_a_failed_write_leaves_no_half_run_and_keeps_the_snapshots(capsys, tmp_p
     def crash(*args, **kwargs):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(nn_lesson.lesson.board.lesson_run, "write_lesson_tensorboard", crash)
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the kept snapshots go
     code, _, err = run_main(capsys, "--epochs", "1", "--quiet", "--name", "half", "--logdir", str(tmp_path / "runs"))
     assert code == 1 and len(err.strip().splitlines()) == 1 and "No space left on device" in err
     kept = Path(re.search(r"saved to (\S+snapshots\.npz)", err).group(1))
