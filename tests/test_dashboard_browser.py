@@ -93,9 +93,7 @@ def test_lesson_tab_steps_through_a_run(browser_page, written_run, tmp_path):
     after = float(record.log[3].after["hidden.weight"][2, 0])
     assert "studied→h3" in details and f"{after:+.6f}".replace("-", "−") in details
     assert record.students_of(3)[0] in frame.locator("#students-table").inner_text()
-    from nn_lesson.lesson.board.plugin import decision_grid_function
-    if decision_grid_function() is not None:
-        frame.locator("#decision-svg").wait_for()
+    frame.locator("#decision-svg").wait_for()             # the decision map after the step
     frame.locator("#mode-story").click()                    # the story: page 1 of 11
     frame.locator("#story-where").filter(has_text="page 1 of 11").wait_for()
     assert "01 the challenge" in frame.locator("#page-title").inner_text()
