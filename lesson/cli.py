@@ -42,11 +42,15 @@ def learning_rate(text: str) -> float:
     return value
 
 
-def seed(text: str) -> int:
+def whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def seed(text: str) -> int:
+    value = whole_number(text)
     if not -(2 ** 63) <= value < 2 ** 64:  # what torch.manual_seed accepts
         raise argparse.ArgumentTypeError(f"must be within -2**63 .. 2**64-1, got {text}")
     return value
@@ -68,10 +72,7 @@ def run_name(text: str) -> str:
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
