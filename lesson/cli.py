@@ -104,6 +104,8 @@ examples:
                                          overshooting (see lab --help)
   nn-lesson bridge --optimizer momentum  the same hooks on real digits, DataLoader and all (needs the
                                          'bridge' extra: pip install 'nn-lesson[bridge]'); see bridge --help
+  torchrun --nproc_per_node 2 -m nn_lesson bridge
+                                         the bridge on two processes (DDP); rank 0 writes the run
   tensorboard --logdir runs              then open the printed address
 """
 
