@@ -1,24 +1,19 @@
-"""nn-lesson and nn-lesson bridge: the command line. Arguments are parsed and checked here, before anything
-heavy is imported; the work is done by lesson.run, lesson.story, lesson.board and lesson.bridge.
+"""nn-lesson, nn-lesson lab and nn-lesson bridge: argument parsing only. Every argument is checked here
+(argparse errors, exit 2) before any work; the commands' bodies are in lesson.commands.
 
-Run `nn-lesson --help` or `nn-lesson bridge --help`. Exit codes: 0 done, 2 bad input or arguments, 3 training diverged,
+Run `nn-lesson --help`, `nn-lesson lab --help` or `nn-lesson bridge --help`. Exit codes: 0 done, 2 bad input or arguments, 3 training diverged,
 130/143 stopped by SIGINT/SIGTERM (what was captured is still written, as a complete run).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 from pathlib import Path
 
-from nn_lesson.data import DataError, load_students
-from nn_lesson.lesson.bridge.train import OPTIMIZERS, BridgeConfig, MissingExtra
-from nn_lesson.lesson.run.folder import RunClaim, RunDirError, check_name, claim_run
+from nn_lesson.lesson.bridge.train import OPTIMIZERS, BridgeConfig
+from nn_lesson.lesson.run.folder import RunDirError, check_name
 from nn_lesson.lesson.run.settings import INITS, LOSSES, LessonConfig
-from nn_lesson.lesson.story.escape import inert
-from nn_lesson.lesson.run.stopping import Stopped, exit_code, signals_deferred, stopping_by_signal
 from nn_lesson.models import ACTIVATIONS
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -85,14 +80,6 @@ def add_run_folder_arguments(p: argparse.ArgumentParser, default_name: str) -> N
     p.add_argument("--overwrite", action="store_true", help="replace an existing --name run")
 
 
-def run_folder(parser: argparse.ArgumentParser, args: argparse.Namespace, default_name: str) -> RunClaim:
-    """Claim the new run's folder under --logdir before any training (argparse error, exit 2)."""
-    try:
-        return claim_run(args.logdir, args.name, default_name, args.overwrite)
-    except RunDirError as err:
-        parser.error(str(err))
-
-
 EXAMPLES = """\
 examples:
   nn-lesson                              the lesson: lr 0.5, cross-entropy, the lesson's starting weights
@@ -147,153 +134,20 @@ def lesson_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse and check the arguments, then hand them to the command (imported only now: it pulls in torch)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bridge"]:
-        return bridge_main(argv[1:])
+        parser = bridge_parser()
+        from nn_lesson.lesson.commands.bridge import bridge_command
+        return bridge_command(parser, parser.parse_args(argv[1:]))
     if argv[:1] == ["lab"]:
-        return lab_main(argv[1:])
+        parser = lab_parser()
+        from nn_lesson.lesson.commands.lab import lab_command
+        return lab_command(parser, parser.parse_args(argv[1:]))
     parser = lesson_parser()
     args = parser.parse_args(argv)
-    if args.step is not None or args.snapshot is not None:
-        return show_step(parser, args)
-    from nn_lesson.hooks.threads import use_threads
-    use_threads(3 * 4 + 4 + 4 * 2 + 2, args.threads)  # the 3-4-2 net's parameters: 1 thread unless --threads
-    config = LessonConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                          init=args.init, activation=args.activation, loss=args.loss, shuffle=args.shuffle)
-    try:
-        students = load_students(args.data)
-    except DataError as err:
-        print(f"nn-lesson: error: {inert(str(err))}", file=sys.stderr)  # one line: file, row, column, what is wrong
-        return 2
-    if config.batch_size > len(students.training()):
-        parser.error(f"argument --batch-size: {config.batch_size} is larger than the "
-                     f"{len(students.training())} training students")
-    # The heavy imports now, while a signal still simply ends the process (nothing claimed yet).
-    import nn_lesson.lesson.board.lesson_run  # noqa: F401
-    import nn_lesson.lesson.run.train  # noqa: F401
-    with stopping_by_signal():
-        claim = run_folder(parser, args, f"lr{config.lr:g}-{config.loss}-{config.activation}")
-        try:
-            return train_and_write(args, config, students, claim)
-        except Stopped as err:  # before training began, or while the lesson was printed after writing
-            claim.release()
-            print(f"nn-lesson: stopped by {err}", file=sys.stderr)
-            return exit_code(err)
-
-
-def train_and_write(args: argparse.Namespace, config: LessonConfig, students, claim: RunClaim) -> int:
-    # torch-heavy imports after the arguments are known good
-    from nn_lesson.lesson.board.events import EventWriter
-    from nn_lesson.lesson.board.lesson_run import write_lesson_tensorboard
-    from nn_lesson.lesson.run.folder import write_run
-    from nn_lesson.lesson.run.record import SNAPSHOT_FILE
-    from nn_lesson.lesson.run.train import Diverged, train
-    from nn_lesson.lesson.story.pages import lesson_steps
-    from nn_lesson.lesson.story.terminal import page
-
-    def progress(epoch: int, loss: float) -> None:
-        every = max(1, config.epochs // 10)
-        if not args.quiet and (epoch == 0 or (epoch + 1) % every == 0 or epoch + 1 == config.epochs):
-            print(f"epoch {epoch + 1:>4}/{config.epochs}  mean loss of its steps {loss:.4f}", flush=True)
-
-    if not args.quiet:
-        print(f"training on {len(students.training())} students for {config.epochs} epochs "
-              f"(Ctrl-C stops early and keeps what was recorded)", flush=True)
-    code = 0
-    try:
-        record = train(config, students, on_epoch=progress)
-    except Diverged as err:
-        record, code = err.record, 3
-        print(f"nn-lesson: {err}", file=sys.stderr)
-    except KeyboardInterrupt as err:
-        record, code = getattr(err, "record", None), exit_code(err)
-        if record is None:
-            claim.release()
-            print("nn-lesson: stopped before training began; nothing written", file=sys.stderr)
-            return code
-        print(f"nn-lesson: stopped by {err} after {len(record.log)} steps; writing what was captured",
-              file=sys.stderr, flush=True)
-
-    def fill(folder: Path) -> None:
-        record.save(folder / SNAPSHOT_FILE)
-        with EventWriter(folder) as events:
-            write_lesson_tensorboard(events, record)
-    with signals_deferred() as deferred:  # a signal now stops us after the run is complete, not halfway
-        try:
-            path = write_run(claim, fill)
-        except OSError as err:
-            return save_elsewhere(record, claim, err)
-    if deferred.signum:
-        print(f"nn-lesson: stopped by {signal.Signals(deferred.signum).name} while writing; the run is complete",
-              file=sys.stderr)
-        code = code or 128 + deferred.signum
-    if not args.quiet and not deferred.signum:
-        for title, markdown in lesson_steps(record):
-            print(page(title, markdown))
-    print(record.coverage)
-    print(f"run: {path}")
-    print(f"snapshots: {path / SNAPSHOT_FILE} ({len(record.log)} steps)")
-    print(f"view it:   tensorboard --logdir {args.logdir} --samples_per_plugin images=100000")
-    if args.serve and not deferred.signum:
-        return serve(args.logdir, args.port) or code
-    return code
-
-
-def save_elsewhere(record, claim: RunClaim, err: OSError) -> int:
-    """Writing the run failed (disk full, read-only): keep the snapshots in a temporary folder and say where."""
-    import tempfile
-    from nn_lesson.lesson.run.record import SNAPSHOT_FILE
-    where = f"cannot write the run to {claim.target} ({err.strerror or err})"
-    try:
-        kept = Path(tempfile.mkdtemp(prefix="nn-lesson-unsaved-")) / SNAPSHOT_FILE
-        record.save(kept)
-    except OSError as again:
-        print(f"nn-lesson: error: {where}; saving it to a temporary folder failed too ({again.strerror}); "
-              "nothing was kept", file=sys.stderr)
-        return 1
-    print(f"nn-lesson: error: {where}; its snapshots and evaluations were saved to {kept} "
-          f"(nn-lesson --step N --snapshot {kept} reads them)", file=sys.stderr)
-    return 1
-
-
-def serve(logdir: Path, port: int | None) -> int:
-    from nn_lesson.lesson.board.serve import start_tensorboard
-    try:
-        proc, url = start_tensorboard(logdir, port)
-    except RuntimeError as err:
-        print(f"nn-lesson: {err}", file=sys.stderr)
-        return 1
-    print(f"TensorBoard: {url}  (Ctrl-C stops it)", flush=True)
-    try:
-        proc.wait()
-    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the server we started stops with us
-        proc.terminate()
-        proc.wait(timeout=10)
-        return exit_code(err) if isinstance(err, Stopped) and err.signum != signal.SIGINT else 0
-    return 0
-
-
-def show_step(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """Print step N of a saved run: what the network met and how it learned from it."""
-    if args.snapshot is None or args.step is None:
-        parser.error("--step N and --snapshot PATH go together")
-    from nn_lesson.hooks import SnapshotFileError
-    from nn_lesson.lesson.run.record import RunRecord, run_file
-    from nn_lesson.lesson.story.pages import learns, meets
-    from nn_lesson.lesson.story.terminal import page
-
-    path = run_file(args.snapshot)
-    try:
-        record = RunRecord.load(path)
-    except SnapshotFileError as err:
-        parser.error(str(err))
-    if len(record.log) == 0:
-        parser.error(f"argument --step: {path} holds no steps (its run stopped before the first one)")
-    if not 0 <= args.step < len(record.log):
-        parser.error(f"argument --step: {path} has steps 0..{len(record.log) - 1}, not {args.step}")
-    for title, markdown in (meets(record, args.step), learns(record, args.step)):
-        print(page(f"step {args.step}: {title.split(' ', 1)[1]}", markdown))  # "04 the network…" → "step N: the network…"
-    return 0
+    from nn_lesson.lesson.commands.lesson import lesson_command
+    return lesson_command(parser, args)
 
 
 def bridge_parser() -> argparse.ArgumentParser:
@@ -322,66 +176,6 @@ def bridge_parser() -> argparse.ArgumentParser:
     return p
 
 
-def bridge_main(argv: list[str]) -> int:
-    parser = bridge_parser()
-    args = parser.parse_args(argv)
-    import torch
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        parser.error(f"argument --device: {args.device!r} is not a device; use cpu or cuda")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("argument --device: CUDA is not available on this machine; use --device cpu")
-    from nn_lesson.hooks.threads import use_threads
-    use_threads(64 * args.hidden + args.hidden + args.hidden * 10 + 10, args.threads)  # the MLP 64-hidden-10
-    config = BridgeConfig(optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-                          hidden=args.hidden, seed=args.seed, policy=args.policy, device=args.device)
-    try:
-        config.capture_policy()
-    except ValueError as err:
-        parser.error(f"argument --policy: {err}")
-    # Under torchrun every process runs this; by default only rank 0 writes (the gradients it recorded are
-    # the all-reduced ones every rank used). --every-rank keeps each rank's own log too, as NAME.rank<r>.
-    rank = int(os.environ.get("RANK", "0"))
-    writes = rank == 0 or args.every_rank
-    if args.name is not None and rank > 0:
-        args.name = f"{args.name}.rank{rank}"
-    claim = run_folder(parser, args, f"bridge_{config.optimizer}" + (f".rank{rank}" if rank else "")) if writes else None
-
-    from nn_lesson.lesson.board.events import EventWriter
-    from nn_lesson.lesson.bridge.board import write_bridge_tensorboard
-    from nn_lesson.lesson.bridge.train import train_bridge
-    from nn_lesson.lesson.run.folder import write_run
-    from nn_lesson.lesson.run.record import SNAPSHOT_FILE
-
-    def progress(epoch: int, train: float, held: float) -> None:
-        if not args.quiet and rank == 0:
-            print(f"epoch {epoch + 1:>3}/{config.epochs}  accuracy: training {train:.1%}, held-out {held:.1%}",
-                  flush=True)
-    try:
-        run = train_bridge(config, progress)
-    except MissingExtra as err:
-        print(f"nn-lesson bridge: error: {err}", file=sys.stderr)
-        return 2
-    except BaseException:
-        if claim is not None:
-            claim.release()
-        raise
-    if claim is None:
-        return 0
-
-    def fill(folder: Path) -> None:
-        run.save(folder / SNAPSHOT_FILE)
-        with EventWriter(folder) as events:
-            write_bridge_tensorboard(events, run)
-    path = write_run(claim, fill)
-    print(f"held-out accuracy {run.accuracy[-1]:.1%} after {config.epochs} epochs, {run.seconds:.1f} s of training, "
-          f"{len(run.log)} steps recorded ({run.log.nbytes / max(1, len(run.log)):.0f} bytes per recorded step)")
-    print(run.coverage)
-    print(f"run: {path}\nview it: tensorboard --logdir {args.logdir}")
-    return 0
-
-
 def lab_parser() -> argparse.ArgumentParser:
     d = LessonConfig()
     p = argparse.ArgumentParser(
@@ -399,58 +193,3 @@ def lab_parser() -> argparse.ArgumentParser:
     return p
 
 
-def lab_main(argv: list[str]) -> int:
-    parser = lab_parser()
-    args = parser.parse_args(argv)
-    try:
-        students = load_students(args.data)
-    except DataError as err:
-        print(f"nn-lesson lab: error: {inert(str(err))}", file=sys.stderr)
-        return 2
-    from nn_lesson.lesson.board.events import EventWriter
-    from nn_lesson.lesson.board.lesson_run import write_lesson_tensorboard
-    from nn_lesson.lesson.run.folder import write_run
-    from nn_lesson.lesson.run.record import SNAPSHOT_FILE
-    from nn_lesson.lesson.run.train import Diverged, train
-    from nn_lesson.lesson.story.lab import lab_page
-    from nn_lesson.lesson.story.terminal import page
-
-    prefix = args.name or "lab"
-    records = []
-    with stopping_by_signal():
-        try:
-            for lr in args.lr:
-                config = LessonConfig(lr=lr, epochs=args.epochs, loss=args.loss, activation=args.activation)
-                claim = run_folder(parser, argparse.Namespace(logdir=args.logdir, name=None, overwrite=False),
-                                   f"{prefix}-lr{lr:g}-{config.loss}-{config.activation}")
-                try:
-                    record = train(config, students)
-                except Diverged as err:
-                    record = err.record
-                except BaseException:
-                    claim.release()
-                    raise
-
-                def fill(folder: Path, record=record) -> None:
-                    record.save(folder / SNAPSHOT_FILE)
-                    with EventWriter(folder) as events:
-                        write_lesson_tensorboard(events, record)
-                with signals_deferred():
-                    path = write_run(claim, fill)
-                records.append(record)
-                print(f"lr {lr:g}: {path}", flush=True)
-        except Stopped as err:
-            print(f"nn-lesson lab: stopped by {err}; the runs above are complete", file=sys.stderr)
-            return exit_code(err)
-        title, markdown = lab_page(records)
-        summary = run_folder(parser, argparse.Namespace(logdir=args.logdir, name=None, overwrite=False),
-                             f"{prefix}-comparison")
-
-        def fill_page(folder: Path) -> None:
-            with EventWriter(folder) as events:
-                events.text(f"lab/{title}", markdown)
-        with signals_deferred():
-            path = write_run(summary, fill_page)
-    print(page(title, markdown))
-    print(f"comparison: {path}\nview it: tensorboard --logdir {args.logdir}")
-    return 0

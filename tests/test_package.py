@@ -20,7 +20,8 @@ def test_wheel_holds_only_nn_lesson_at_the_top(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"nn_lesson"}
-    for sub in ("data", "models", "hooks", "lesson", "lesson/run", "lesson/story", "lesson/board", "lesson/bridge"):
+    for sub in ("data", "models", "hooks", "lesson", "lesson/run", "lesson/story", "lesson/board", "lesson/bridge",
+                "lesson/commands"):
         assert f"nn_lesson/{sub}/__init__.py" in names
     assert "nn_lesson/data/students.csv" in names and "nn_lesson/__main__.py" in names
     assert not any(n.startswith(("nn_lesson/tests", "nn_lesson/benchmarks")) for n in names)

@@ -1,0 +1,70 @@
+"""nn-lesson bridge: the Recorder on scikit-learn's digits, alone or under torchrun (rank 0 writes unless
+--every-rank). Arguments arrive parsed and checked by lesson.cli."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from nn_lesson.lesson.bridge.train import BridgeConfig, MissingExtra
+from nn_lesson.lesson.commands.claim import run_folder
+
+
+def bridge_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import torch
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"argument --device: {args.device!r} is not a device; use cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("argument --device: CUDA is not available on this machine; use --device cpu")
+    from nn_lesson.hooks.threads import use_threads
+    use_threads(64 * args.hidden + args.hidden + args.hidden * 10 + 10, args.threads)  # the MLP 64-hidden-10
+    config = BridgeConfig(optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                          hidden=args.hidden, seed=args.seed, policy=args.policy, device=args.device)
+    try:
+        config.capture_policy()
+    except ValueError as err:
+        parser.error(f"argument --policy: {err}")
+    # Under torchrun every process runs this; by default only rank 0 writes (the gradients it recorded are
+    # the all-reduced ones every rank used). --every-rank keeps each rank's own log too, as NAME.rank<r>.
+    rank = int(os.environ.get("RANK", "0"))
+    writes = rank == 0 or args.every_rank
+    if args.name is not None and rank > 0:
+        args.name = f"{args.name}.rank{rank}"
+    claim = run_folder(parser, args, f"bridge_{config.optimizer}" + (f".rank{rank}" if rank else "")) if writes else None
+
+    from nn_lesson.lesson.board.events import EventWriter
+    from nn_lesson.lesson.bridge.board import write_bridge_tensorboard
+    from nn_lesson.lesson.bridge.train import train_bridge
+    from nn_lesson.lesson.run.folder import write_run
+    from nn_lesson.lesson.run.record import SNAPSHOT_FILE
+
+    def progress(epoch: int, train: float, held: float) -> None:
+        if not args.quiet and rank == 0:
+            print(f"epoch {epoch + 1:>3}/{config.epochs}  accuracy: training {train:.1%}, held-out {held:.1%}",
+                  flush=True)
+    try:
+        run = train_bridge(config, progress)
+    except MissingExtra as err:
+        print(f"nn-lesson bridge: error: {err}", file=sys.stderr)
+        return 2
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
+    if claim is None:
+        return 0
+
+    def fill(folder: Path) -> None:
+        run.save(folder / SNAPSHOT_FILE)
+        with EventWriter(folder) as events:
+            write_bridge_tensorboard(events, run)
+    path = write_run(claim, fill)
+    print(f"held-out accuracy {run.accuracy[-1]:.1%} after {config.epochs} epochs, {run.seconds:.1f} s of training, "
+          f"{len(run.log)} steps recorded ({run.log.nbytes / max(1, len(run.log)):.0f} bytes per recorded step)")
+    print(run.coverage)
+    print(f"run: {path}\nview it: tensorboard --logdir {args.logdir}")
+    return 0
