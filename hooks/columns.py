@@ -29,7 +29,7 @@ def padded(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 
 
 class Column:
-    __slots__ = ("row_shape", "dtype", "chunks", "chunk_rows", "name")
+    __slots__ = ("row_shape", "dtype", "chunks", "chunk_rows", "name", "starts", "capacity")
 
     def __init__(self, row_shape: tuple[int, ...], dtype: torch.dtype, chunk_rows: int = CHUNK_ROWS,
                  name: str = ""):
@@ -38,11 +38,13 @@ class Column:
         self.chunks: list[torch.Tensor] = []
         self.chunk_rows = chunk_rows
         self.name = name
+        self.starts: list[int] = []   # first row of each chunk, kept as chunks are added (the hot path reads it)
+        self.capacity = 0
 
     @classmethod
     def from_values(cls, values: torch.Tensor, name: str = "") -> "Column":
         col = cls(tuple(values.shape[1:]), values.dtype, max(1, values.shape[0]), name)
-        col.chunks = [values]
+        col.chunks, col.starts, col.capacity = [values], [0], values.shape[0]
         return col
 
     # ---- writing ----
@@ -72,16 +74,8 @@ class Column:
     def _locate(self, i: int) -> tuple[int, int]:
         """(chunk, offset) of row i. Chunks grow 16, 32, ... up to chunk_rows rows, so a short log
         stays small and a long one costs one chunk of slack at most."""
-        starts = self._starts()
-        chunk = bisect.bisect_right(starts, i) - 1
-        return chunk, i - starts[chunk]
-
-    def _starts(self) -> list[int]:
-        starts, total = [], 0
-        for c in self.chunks:
-            starts.append(total)
-            total += len(c)
-        return starts
+        chunk = bisect.bisect_right(self.starts, i) - 1
+        return chunk, i - self.starts[chunk]
 
     def _put(self, start: int, values: torch.Tensor) -> None:
         """Copy consecutive rows starting at `start` into their chunk(s)."""
@@ -93,9 +87,11 @@ class Column:
             done += n
 
     def _allocate(self, i: int) -> None:
-        while i >= sum(len(c) for c in self.chunks):
+        while i >= self.capacity:
             rows = min(self.chunk_rows, 16 << len(self.chunks))
             self.chunks.append(padded((rows, *self.row_shape), self.dtype))
+            self.starts.append(self.capacity)
+            self.capacity += rows
 
     def row(self, i: int) -> torch.Tensor:
         """The storage of row i, to write into directly (the eager path); allocates chunks as needed."""
