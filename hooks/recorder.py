@@ -239,13 +239,13 @@ class Recorder:
         """Forward pre-hook of the model, hook(module, args): fires before every forward."""
         if torch.compiler.is_compiling():
             raise RuntimeError(COMPILED)
-        if self._watch is not None:
-            self._watch.stop()  # the watch covers loss + backward of the last forward only
         self._current = None
+        if self.optimizer is not None and (torch.is_inference_mode_enabled() or not torch.is_grad_enabled()):
+            self._skipped[INFERENCE if torch.is_inference_mode_enabled() else NO_GRAD] += 1
+            return  # an evaluation never clears the pending training forward, nor stops its loss watch
+        if self._watch is not None:
+            self._watch.stop()  # the watch covers loss + backward of the last training forward only
         if self.optimizer is not None:
-            if torch.is_inference_mode_enabled() or not torch.is_grad_enabled():
-                self._skipped[INFERENCE if torch.is_inference_mode_enabled() else NO_GRAD] += 1
-                return  # never clears the pending training forward
             fwd = self._fwd
             if fwd is not None and (fwd.trained or self._reached(fwd)):
                 fwd.trained = True

@@ -177,6 +177,28 @@ def test_evaluation_and_extra_forwards_never_replace_the_training_forward():
     assert len(report.skipped) == 3
 
 
+def test_an_evaluation_between_forward_and_backward_keeps_the_functional_loss():
+    """out = model(x); loss = F.cross_entropy(out, y); an eval under no_grad / inference_mode; then backward."""
+    x, y = data()
+    xv = torch.randn(3, 5)
+
+    def loop(m, o, e, hand, s):
+        o.zero_grad()
+        hand.saw_inputs(x[:4])
+        loss = F.cross_entropy(m(x[:4]), y[:4])
+        hand.saw_loss(loss)
+        with torch.no_grad():
+            m(xv)
+        with torch.inference_mode():
+            m(xv)
+        loss.backward()
+        hand.before_step()
+        o.step()
+        hand.after_step()
+    _, log, report = run_both(sgd_build(), loop)
+    assert len(log.loss) == STEPS and not any("loss" in what for what in report.not_seen)
+
+
 # ---- 4. the patterns of real training code ----
 def test_gradient_accumulation_records_the_summed_gradient_and_the_first_forward():
     x, y = data(12)
