@@ -57,8 +57,9 @@ def finite_run(record: RunRecord) -> bool:
 
 def diverged(record: RunRecord) -> Claim:
     holds = not finite_run(record)
-    why = record.stopped.removeprefix("diverged: ") if record.stopped else "the final weights are not finite"
-    return Claim(holds, f"**Training diverged**: {md(why)} Nothing below about patterns can be trusted.")
+    why = (record.stopped.removeprefix("diverged: ").removeprefix("training diverged ") if record.stopped
+           else "the final weights are not finite.")
+    return Claim(holds, f"**Training diverged** {md(why)} Nothing below about patterns can be trusted.")
 
 
 def overshoot(record: RunRecord) -> Claim:
@@ -78,8 +79,12 @@ def overshoot(record: RunRecord) -> Claim:
                     f"{num(losses[worst + 1])} over epoch {worst + 1} (×{ratios[worst]:.1f})")
     else:
         evidence = f"the loss on all training students ended at {num(losses[-1])}, above the {num(losses[0])} it started at"
-    return Claim(holds, f"**The learning rate is too high**: {evidence}. Each step overshoots the valley "
-                        f"instead of walking down into it; try a smaller `--lr` than {record.config.lr:g}.")
+    recovered = float(losses[-1]) < float(losses[0]) and not not_trained(record).holds
+    after = (f" It recovered later (the loss ended at {num(losses[-1])}), but only after jumping about; a smaller "
+             f"`--lr` than {record.config.lr:g} walks down steadily." if recovered else
+             f" Try a smaller `--lr` than {record.config.lr:g}.")
+    return Claim(holds, f"**The learning rate is too high**: {evidence}. Steps this big overshoot the valley "
+                        f"instead of walking down into it.{after}")
 
 
 def not_trained(record: RunRecord) -> Claim:
@@ -101,8 +106,8 @@ def not_trained(record: RunRecord) -> Claim:
     else:
         evidence = (f"it gets {right} of {n} training students right, no better than always answering the "
                     f"commoner result ({majority} of {n})")
-    return Claim(holds, f"**The network has not learned yet**: {evidence}. The steps were too small (lr "
-                        f"{record.config.lr:g}) or too few for {len(record.log)} steps to get anywhere.")
+    return Claim(holds, f"**The network has not learned yet**: {evidence}. With lr {record.config.lr:g} its "
+                        f"{len(record.log)} steps were too small, or too few, to get anywhere.")
 
 
 def saturated(record: RunRecord) -> Claim:
@@ -134,7 +139,7 @@ def worse_than_guessing(record: RunRecord) -> Claim:
     start = float(record.train.loss_by_step[0])
     holds = record.config.loss == "ce" and start > LN2
     return Claim(holds, f"At the start its loss on all training students is **{num(start)}**, worse than the "
-                        f"{num(LN2)} (ln 2) of a coin flip that says 50% to everyone: confident and often wrong.")
+                        f"{num(LN2)} (ln 2) of a coin flip that says 50% to everyone.")
 
 
 def run_claims(record: RunRecord) -> dict[str, Claim]:

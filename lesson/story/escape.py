@@ -14,16 +14,20 @@ _MARKUP = {c: f"&#{ord(c)};" for c in "&<>|*_`[]()\\#!~{}\"'"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 
 
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
 def inert(text: str) -> str:
-    """Printable text: control and bidi characters replaced by U+FFFD."""
+    """Printable text on one line: control and bidi characters (newlines too) replaced by U+FFFD."""
     return _CONTROL.sub("\ufffd", text)
 
 
 def md(text: str) -> str:
-    """User text for a markdown page or table cell: shown as written, never read as markup."""
-    return "".join(_MARKUP.get(c, c) for c in inert(text))
+    """User text for a markdown page or table cell: shown as written on one line, never read as markup."""
+    return "".join(_MARKUP.get(c, c) for c in inert(re.sub(r"\s*[\r\n]+\s*", " ", text)))
 
 
-def terminal(markdown_text: str) -> str:
-    """A page's escaped user text back to the characters themselves, safe for a terminal."""
-    return inert(html.unescape(markdown_text)) if "&" in markdown_text else markdown_text
+def terminal(page_text: str) -> str:
+    """A whole page for the terminal: escaped user text back to its characters, control characters made
+    inert, the page's own line breaks kept."""
+    return _CONTROL_BUT_LINES.sub("\ufffd", html.unescape(page_text))

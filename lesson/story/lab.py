@@ -14,7 +14,8 @@ def verdict(record: RunRecord) -> str:
     if claims["diverged"].holds:
         return "diverged"
     if claims["overshoot"].holds:
-        return "overshoots"
+        recovered = float(record.train.loss_by_step[-1]) < float(record.train.loss_by_step[0])
+        return "overshoots, then recovers" if recovered and not claims["not_trained"].holds else "overshoots"
     if claims["not_trained"].holds:
         return "too slow"
     return "good"
@@ -30,6 +31,8 @@ def lab_page(records: list[RunRecord]) -> tuple[str, str]:
         "too slow": "each step is so small that the loss hardly moves",
         "good": "the loss falls and the students are learned",
         "overshoots": "the steps jump past the valley: the loss rises over an epoch or ends above its start",
+        "overshoots, then recovers": "the loss jumps up over an epoch before it settles: it got there, but "
+                                     "by luck of the jumps, not by walking down",
         "diverged": "a number became infinite or NaN and training stopped",
     }
     seen = []

@@ -24,10 +24,10 @@ FEATURE_TITLES = ("hours studied", "hours slept", "previous score %")
 
 
 def who(names: list[str]) -> str:
-    """'Sarah', 'Sarah and Mike', or 'Sarah, Mike and 6 more' for a big batch."""
+    """'Sarah', 'Sarah and Mike', 'Sarah, Mike and Emma', or 'Sarah, Mike and 6 more' for a big batch."""
     names = [md(n) for n in names]
-    if len(names) <= 2:
-        return " and ".join(names)
+    if len(names) <= 3:
+        return " and ".join(names) if len(names) <= 2 else f"{names[0]}, {names[1]} and {names[2]}"
     return f"{names[0]}, {names[1]} and {len(names) - 2} more"
 
 
@@ -203,7 +203,7 @@ def learns(record: RunRecord, k: int) -> tuple[str, str]:
     o, j = divmod(int(grad.abs().argmax()), grad.shape[1])
     name = weight_name("output.weight", (o, j))
     before, after = snap.before["output.weight"][o, j], snap.after["output.weight"][o, j]
-    products = " + ".join(f"{signed(err[b, o])} × {num(h[b, j])}" for b in range(err.shape[0]))
+    products = " + ".join(f"({signed(err[b, o])}) × {num(h[b, j])}" for b in range(err.shape[0]))
     top = []
     for n, u in sorted(snap.update.items(), key=lambda item: -float(item[1].abs().max())):
         flat = int(u.abs().argmax())
@@ -229,7 +229,8 @@ def error_in_words(record: RunRecord, snap) -> str:
     """For cross-entropy the error is confidence − truth (divided by the batch size), with this step's numbers."""
     if record.config.loss != "ce":
         return ("With the seed's MSE it is (output − target) × the sigmoid's slope output × (1 − output), "
-                "divided by the number of outputs in the batch.")
+                "divided by the number of students in the step (the 2 from the square cancels the mean over "
+                "the two outputs).")
     conf = record.confidences(snap.outputs[:1])[0]
     truth = int(record.training.labels[snap.samples[0]])
     target = 1.0 if truth == 0 else 0.0
@@ -384,8 +385,13 @@ def baseline_page_text(record: RunRecord) -> str:
             + f"; the network {net_right} of {n}" + (f" and {net_held} of {held}" if net_held is not None else "")
             + ". Its log-odds per one spread: " + ", ".join(f"{t} {signed(v)}" for t, v in zip(INPUT_WORDS, b.weights))
             + ". ")
-    if b.train_right >= net_right and (net_held is None or b.heldout_right >= net_held):
-        return line + "Here the hidden layer adds nothing the straight line cannot do: these students are separable by one straight boundary."
+    same = b.train_right == net_right and (net_held is None or b.heldout_right == net_held)
+    line_better = b.train_right >= net_right and (net_held is None or b.heldout_right >= net_held) and not same
+    if same:
+        return line + "Here the hidden layer adds nothing: one straight boundary separates these students as well."
+    if line_better:
+        return (line + "Here the straight line does better than this network: the network has not found what a "
+                "straight boundary already finds.")
     return line + "The hidden layer adds what one straight boundary cannot separate."
 
 
@@ -399,7 +405,9 @@ def chain_rule_page(record: RunRecord, k: int) -> tuple[str, str]:
     fd = finite_difference(record, snap)
     g = float(hand["hidden.weight"][0, 0])
     rel = abs(fd - g) / max(abs(fd), abs(g), 1e-300)
-    verdict = ("agree to float64 precision: the hand chain rule is right" if rel < 1e-7 else
+    verdict = ("agree as closely as a centred difference can show (CS231n: below 1e-7 is the hoped-for "
+               "reading; the difference itself is only good to about 1e-9 here): the hand chain rule is right"
+               if rel < 1e-7 else
                "agree well (CS231n: below 1e-4 is fine for smooth functions)" if rel < 1e-4 else
                "disagree: something in the chain is wrong")
     return f"12 the chain rule by hand, step {k}", (
@@ -434,7 +442,8 @@ def one_weight_chain(snap, activation: str, loss: str) -> str:
     dh1 = e[0] * w["output.weight"][0, 0] + e[1] * w["output.weight"][1, 0]
     slope_rule = {"sigmoid": "h1 × (1 − h1)", "tanh": "1 − h1²", "relu": "1 if z1 > 0 else 0"}[activation]
     error_rule = ("confidence − truth" + (f", divided by the batch of {batch}" if batch > 1 else "")
-                  if loss == "ce" else "(output − target) × output × (1 − output) / outputs in the batch")
+                  if loss == "ce" else "(output − target) × output × (1 − output)"
+                  + (f", divided by the batch of {batch}" if batch > 1 else ""))
     return "\n".join([
         f"1. Error at each output score ({error_rule}): PASS {signed(e[0])}, FAIL {signed(e[1])}.",
         f"2. Back through the weights h1→PASS {signed(w['output.weight'][0, 0])} and h1→FAIL "
