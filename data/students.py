@@ -111,6 +111,11 @@ def load_students(path: str | Path | None = None) -> StudentTable:
         raise DataError(path, "has a header but no students")
     if all(heldout):
         raise DataError(path, "every student is held out; at least one must have split 'train'")
+    trained_on = {label for label, held in zip(labels, heldout) if not held}
+    if len(trained_on) < 2:
+        only = "PASS" if trained_on == {0} else "FAIL"
+        raise DataError(path, f"every training student is {only}; the network needs at least one PASS and one "
+                        "FAIL student to learn from")
     return StudentTable(
         tuple(names), torch.tensor(rows, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64),
         torch.tensor(heldout, dtype=torch.bool), path.name, hashlib.sha256(raw).hexdigest(),

@@ -40,6 +40,7 @@ CORPUS = [  # file, row, column (None where the problem has none), words the mes
     ("binary.csv", None, None, "binary file"),
     ("short_row.csv", 3, None, "has 4 cells"),
     ("all_heldout.csv", None, None, "every student is held out"),
+    ("one_class.csv", None, None, "every training student is PASS"),
     ("unknown_split.csv", 2, "split", "unknown split"),
 ]
 
