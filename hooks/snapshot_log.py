@@ -178,6 +178,12 @@ class SnapshotLog:
         return col
 
     # ---- reading ----
+    def __repr__(self) -> str:
+        params = ", ".join(f"{p.name} {tuple(p.shape)}" for p in self.params)
+        kind = f"statistics ({self.stat_bins} bins)" if self.stat_bins else "full values"
+        return (f"SnapshotLog({self.steps} steps of {kind}; parameters: {params or 'none'}; "
+                f"layers: {', '.join(self.layers) or 'none'})")
+
     def __len__(self) -> int:
         return self.steps
 

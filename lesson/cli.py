@@ -93,7 +93,9 @@ examples:
                                          'bridge' extra: pip install 'nn-lesson[bridge]'); see bridge --help
   torchrun --nproc_per_node 2 -m nn_lesson bridge
                                          the bridge on two processes (DDP); rank 0 writes the run
-  tensorboard --logdir runs              then open the printed address
+  tensorboard --logdir runs --samples_per_plugin images=100000
+                                         then open the printed address (every step's diagram kept), or
+                                         nn-lesson --serve, which starts it so
 """
 
 
@@ -168,7 +170,7 @@ def bridge_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--every-rank", action="store_true",
                    help="under torchrun, every process writes its own run (NAME.rank<r>); by default only rank 0")
-    add_run_folder_arguments(p, "time and optimizer")
+    add_run_folder_arguments(p, "bridge_<optimizer>, numbered when repeated")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="torch intra-op threads (default: 1 for models this small, under a million parameters: "
@@ -183,13 +185,16 @@ def lab_parser() -> argparse.ArgumentParser:
         description="The learning-rate lab: train the lesson once per learning rate into one log directory "
                     "(runs NAME-lr<LR>-...), then write a page comparing them with numbers: too slow, good, "
                     "overshooting, diverged. Open TensorBoard on the log directory to see them side by side.")
-    p.add_argument("--lr", type=learning_rate, nargs="+", required=True, metavar="LR",
+    p.add_argument("--lr", type=learning_rate, nargs="+", action="append", required=True, metavar="LR",
                    help="learning rates to compare, e.g. --lr 0.01 0.5 5")
     p.add_argument("--epochs", type=positive_int, default=d.epochs, metavar="N", help=f"default: {d.epochs}")
     p.add_argument("--loss", choices=LOSSES, default=d.loss, help="default: ce")
     p.add_argument("--activation", choices=list(ACTIVATIONS), default=d.activation, help="default: sigmoid")
     p.add_argument("--data", type=Path, metavar="CSV", help="students CSV (default: the lesson's)")
-    add_run_folder_arguments(p, "lab")
+    p.add_argument("--logdir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
+    p.add_argument("--name", type=run_name, metavar="PREFIX",
+                   help="the runs are PREFIX-lr<LR>-<loss>-<activation> and PREFIX-comparison, numbered when "
+                        "a name is taken (default: lab)")
     return p
 
 

@@ -63,8 +63,8 @@ def bridge_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         with EventWriter(folder) as events:
             write_bridge_tensorboard(events, run)
     path = write_run(claim, fill)
-    print(f"held-out accuracy {run.accuracy[-1]:.1%} after {config.epochs} epochs, {run.seconds:.1f} s of training, "
+    print(f"held-out accuracy {run.accuracy[-1]:.1%} after {config.epochs} epochs, {run.seconds:.2f} s of training, "
           f"{len(run.log)} steps recorded ({run.log.nbytes / max(1, len(run.log)):.0f} bytes per recorded step)")
     print(run.coverage)
-    print(f"run: {path}\nview it: tensorboard --logdir {args.logdir}")
+    print(f"run: {path}\nview it: tensorboard --logdir {args.logdir} --samples_per_plugin images=100000")
     return 0

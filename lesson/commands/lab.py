@@ -29,13 +29,14 @@ def lab_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     from nn_lesson.lesson.story.terminal import page
 
     prefix = args.name or "lab"
+    lrs = [lr for group in args.lr for lr in group]  # --lr 0.01 0.5 --lr 5: every value, in order
     records = []
     with stopping_by_signal():
         try:
-            for lr in args.lr:
+            for lr in lrs:
                 config = LessonConfig(lr=lr, epochs=args.epochs, loss=args.loss, activation=args.activation)
                 claim = run_folder(parser, argparse.Namespace(logdir=args.logdir, name=None, overwrite=False),
-                                   f"{prefix}-lr{lr:g}-{config.loss}-{config.activation}")
+                                   f"{prefix}-{config.run_name()}")
                 try:
                     record = train(config, students)
                 except Diverged as err:
@@ -65,5 +66,5 @@ def lab_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         with signals_deferred():
             path = write_run(summary, fill_page)
     print(page(title, markdown))
-    print(f"comparison: {path}\nview it: tensorboard --logdir {args.logdir}")
+    print(f"comparison: {path}\nview it: tensorboard --logdir {args.logdir} --samples_per_plugin images=100000")
     return 0

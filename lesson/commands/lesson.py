@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from pathlib import Path
 
 from nn_lesson.data import DataError, load_students
@@ -35,7 +36,7 @@ def lesson_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     import nn_lesson.lesson.board.lesson_run  # noqa: F401
     import nn_lesson.lesson.run.train  # noqa: F401
     with stopping_by_signal():
-        claim = run_folder(parser, args, f"lr{config.lr:g}-{config.loss}-{config.activation}")
+        claim = run_folder(parser, args, config.run_name())
         try:
             return train_and_write(args, config, students, claim)
         except Stopped as err:  # before training began, or while the lesson was printed after writing
@@ -54,9 +55,14 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
     from nn_lesson.lesson.story.pages import lesson_steps
     from nn_lesson.lesson.story.terminal import page
 
+    every, last_print = max(1, config.epochs // 10), [time.monotonic()]
+
     def progress(epoch: int, loss: float) -> None:
-        every = max(1, config.epochs // 10)
-        if not args.quiet and (epoch == 0 or (epoch + 1) % every == 0 or epoch + 1 == config.epochs):
+        """A tenth of the epochs at a time, and at least every 5 s on long runs."""
+        now = time.monotonic()
+        due = epoch == 0 or (epoch + 1) % every == 0 or epoch + 1 == config.epochs or now - last_print[0] > 5
+        if not args.quiet and due:
+            last_print[0] = now
             print(f"epoch {epoch + 1:>4}/{config.epochs}  mean loss of its steps {loss:.4f}", flush=True)
 
     if not args.quiet:

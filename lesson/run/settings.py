@@ -45,6 +45,16 @@ class LessonConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def run_name(self) -> str:
+        """A readable run name from the settings that tell runs apart: lr0.5-ce-sigmoid, and -b3, -random7,
+        -shuffled when the batch size, the starting weights or the order differ from the lesson's."""
+        name = f"lr{self.lr:g}-{self.loss}-{self.activation}"
+        if self.batch_size != 1:
+            name += f"-b{self.batch_size}"
+        if self.init == "random":
+            name += f"-random{self.seed}"
+        return name + ("-shuffled" if self.shuffle else "")
+
 
 def build_model(config: LessonConfig) -> StudentNet:
     sigmoid_outputs = config.loss == "mse"
