@@ -1,6 +1,6 @@
 """The decision map as a picture for TensorBoard's Images dashboard: PASS confidence over hours studied ×
 previous score (sleep at the training mean), blue for PASS and red for FAIL, the training students as dots
-(filled PASS, hollow FAIL), the 50% boundary where the colours meet."""
+(white PASS, black FAIL, as in the Lesson tab), the 50% boundary where the colours meet."""
 
 from __future__ import annotations
 
@@ -31,11 +31,16 @@ def decision_png(grid: DecisionGrid, title: str) -> bytes:
     for (studied, _, score), label in zip(grid.students.tolist(), grid.labels.tolist()):
         x = MARGIN + (studied - x0) / (x1 - x0) * SIZE
         y = MARGIN + (1 - (score - y0) / (y1 - y0)) * SIZE
-        draw.ellipse((x - 7, y - 7, x + 7, y + 7), fill="black" if label == 0 else "white", outline="black", width=2)
-    _text(img, (MARGIN + SIZE // 2, MARGIN // 2), title, 16, (0, 0, 0))
+        draw.ellipse((x - 7, y - 7, x + 7, y + 7), fill="white" if label == 0 else "black", outline="black", width=2)
+    slept = float(grid.students[:, 1].mean())
+    _text(img, (MARGIN + SIZE // 2, MARGIN // 2 - 10), title, 16, (0, 0, 0))
+    _text(img, (MARGIN + SIZE // 2, MARGIN // 2 + 12),
+          f"blue: PASS, red: FAIL; dots: students, white PASS, black FAIL; sleep held at {slept:.1f} h", 12, (0, 0, 0))
     _text(img, (MARGIN + SIZE // 2, SIZE + MARGIN + 24), f"hours studied, {x0:g} to {x1:g}", 14, (0, 0, 0))
-    _text(img, (MARGIN // 2, MARGIN - 12), f"score {y1:g}", 12, (0, 0, 0))
-    _text(img, (MARGIN // 2, MARGIN + SIZE + 12), f"{y0:g}", 12, (0, 0, 0))
+    _text(img, (MARGIN // 2, MARGIN + SIZE // 2), "previous", 12, (0, 0, 0))
+    _text(img, (MARGIN // 2, MARGIN + SIZE // 2 + 16), "score", 12, (0, 0, 0))
+    _text(img, (MARGIN // 2, MARGIN + 6), f"{y1:g}", 12, (0, 0, 0))
+    _text(img, (MARGIN // 2, MARGIN + SIZE - 6), f"{y0:g}", 12, (0, 0, 0))
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()

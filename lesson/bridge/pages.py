@@ -50,7 +50,7 @@ def optimizer_page(run: BridgeRun) -> tuple[str, str]:
     return "bridge/02 the update rule", (
         f"Recorded step {step}, optimizer **{run.config.optimizer}**, lr {lr:g}. The update is always "
         f"`after − before`; how it relates to the gradient depends on the optimizer: {kind}.\n\n"
-        + table(["parameter", "mean |update|", "mean |−lr × gradient|", "median ratio", "ratio range"], rows))
+        + table(["parameter", "mean size of the update", "mean size of −lr × gradient", "median ratio", "ratio range"], rows))
 
 
 def accuracy_page(run: BridgeRun) -> tuple[str, str]:
