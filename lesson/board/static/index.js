@@ -103,7 +103,8 @@ export async function render() {
     if (e.key === 'ArrowRight') { e.preventDefault(); move(+1); }
     if (e.key === 'ArrowLeft') { e.preventDefault(); move(-1); }
   });
-  if (runs.length === 1) { runSelect.value = runs[0]; openRun(runs[0]); }
+  runSelect.value = runs[0];  // open the first run at once; the menu picks another
+  openRun(runs[0]);
 }
 
 async function openRun(run) {
@@ -180,6 +181,7 @@ async function showStep() {
   document.getElementById('story-where').textContent =
     state.mode === 'story' ? `· page ${state.stop + 1} of ${info.story.length}` : `· epoch ${step.epoch + 1}`;
   if (info.kind === 'bridge') {
+    clearLessonPanels();
     drawBlocks(step);
   } else {
     drawNetwork(step);
@@ -256,8 +258,17 @@ function showWeight(which) {
     el('table', {id: 'weight-table'}, rows.map(([k, v]) => el('tr', {}, [el('td', {}, k), el('td', {}, v)]))));
 }
 
+// A bridge run has no students, pages or decision map: nothing of a lesson run may stay on screen.
+function clearLessonPanels() {
+  document.getElementById('students').replaceChildren(el('p', {}, 'Bridge runs train on batches of digits; the layers are on the left.'));
+  document.getElementById('page-title').textContent = 'the lesson page';
+  document.getElementById('page').replaceChildren(el('p', {}, 'The lesson pages belong to lesson runs; this bridge run has its own pages in the Text dashboard.'));
+  document.getElementById('decision').style.display = 'none';
+  document.getElementById('weight').textContent = '';
+}
+
 function drawStudents(step) {
-  const head = el('tr', {}, ['student', 'answer', 'PASS', 'FAIL', 'loss'].map((h) => el('th', {}, h)));
+  const head = el('tr', {}, ['student', 'truth', 'PASS', 'FAIL', 'loss'].map((h) => el('th', {}, h)));
   const rows = step.students.map((s) => el('tr', {}, [el('td', {}, s.name), el('td', {}, s.target),
     el('td', {}, pct(s.pass)), el('td', {}, pct(s.fail)), el('td', {}, fmt(s.loss))]));
   document.getElementById('students').replaceChildren(
@@ -305,7 +316,8 @@ function drawCurve(row) {
   root.append(svg('line', {x1: x(row), x2: x(row), y1: 10, y2: H - pad + 10, stroke: '#1e293b', 'stroke-dasharray': '3 3'}));
   root.append(svg('circle', {cx: x(row), cy: y(losses[row]), r: 5, fill: '#1e293b', id: 'curve-marker'}));
   root.append(svg('text', {x: pad, y: H - 4, 'font-size': 11, fill: '#64748b'},
-    `grey: this step's students' loss; orange: all training students after the step; max ${fmt(top, 3)}`));
+    `grey: this step's ${info.kind === 'bridge' ? 'batch' : "students'"} loss` +
+    (info.train_loss ? '; orange: all training students after the step' : '') + `; max ${fmt(top, 3)}`));
   document.getElementById('curve').replaceChildren(root);
 }
 
