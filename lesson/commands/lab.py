@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nn_lesson.data import DataError, load_students
 from nn_lesson.lesson.commands.claim import run_folder
+from nn_lesson.lesson.commands.lesson import lesson_files
 from nn_lesson.lesson.run.settings import LessonConfig
 from nn_lesson.lesson.run.stopping import Stopped, exit_code, signals_deferred, stopping_by_signal
 from nn_lesson.lesson.story.escape import inert
@@ -21,9 +22,7 @@ def lab_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         print(f"nn-lesson lab: error: {inert(str(err))}", file=sys.stderr)
         return 2
     from nn_lesson.lesson.board.events import EventWriter
-    from nn_lesson.lesson.board.lesson_run import write_lesson_tensorboard
     from nn_lesson.lesson.run.folder import write_run
-    from nn_lesson.lesson.run.record import SNAPSHOT_FILE
     from nn_lesson.lesson.run.train import Diverged, train
     from nn_lesson.lesson.story.lab import lab_page
     from nn_lesson.lesson.story.terminal import page
@@ -45,12 +44,8 @@ def lab_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
                     claim.release()
                     raise
 
-                def fill(folder: Path, record=record) -> None:
-                    record.save(folder / SNAPSHOT_FILE)
-                    with EventWriter(folder) as events:
-                        write_lesson_tensorboard(events, record)
                 with signals_deferred():
-                    path = write_run(claim, fill)
+                    path = write_run(claim, lesson_files(record))
                 records.append(record)
                 print(f"lr {lr:g}: {path}", flush=True)
         except Stopped as err:

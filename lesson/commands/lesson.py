@@ -47,8 +47,6 @@ def lesson_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 def train_and_write(args: argparse.Namespace, config: LessonConfig, students, claim: RunClaim) -> int:
     """Train with the Recorder attached, write the run (signals deferred while writing), print the pages."""
-    from nn_lesson.lesson.board.events import EventWriter
-    from nn_lesson.lesson.board.lesson_run import write_lesson_tensorboard
     from nn_lesson.lesson.run.folder import write_run
     from nn_lesson.lesson.run.record import SNAPSHOT_FILE
     from nn_lesson.lesson.run.train import Diverged, train
@@ -83,13 +81,9 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
         print(f"nn-lesson: stopped by {err} after {len(record.log)} steps; writing what was captured",
               file=sys.stderr, flush=True)
 
-    def fill(folder: Path) -> None:
-        record.save(folder / SNAPSHOT_FILE)
-        with EventWriter(folder) as events:
-            write_lesson_tensorboard(events, record)
     with signals_deferred() as deferred:  # a signal now stops us after the run is complete, not halfway
         try:
-            path = write_run(claim, fill)
+            path = write_run(claim, lesson_files(record))
         except OSError as err:
             return save_elsewhere(record, claim, err)
     if deferred.signum:
@@ -106,6 +100,19 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
     if args.serve and not deferred.signum:
         return serve(args.logdir, args.port) or code
     return code
+
+
+def lesson_files(record):
+    """What a lesson run's folder holds: the run record's file and its TensorBoard events."""
+    from nn_lesson.lesson.board.events import EventWriter
+    from nn_lesson.lesson.board.lesson_run import write_lesson_tensorboard
+    from nn_lesson.lesson.run.record import SNAPSHOT_FILE
+
+    def fill(folder: Path) -> None:
+        record.save(folder / SNAPSHOT_FILE)
+        with EventWriter(folder) as events:
+            write_lesson_tensorboard(events, record)
+    return fill
 
 
 def save_elsewhere(record, claim: RunClaim, err: OSError) -> int:
