@@ -89,6 +89,22 @@ def read_snapshot_file(path: str | Path) -> tuple[dict[str, Any], dict[str, np.n
     return header, arrays
 
 
+def read_snapshot_header(path: str | Path) -> dict[str, Any]:
+    """The JSON header alone, after the same checks of the zip directory and the header as a full read: cheap
+    enough to tell a lesson run from a bridge run or a plain log across a whole logdir."""
+    path = Path(path)
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        raise SnapshotFileError(f"{path}: not a snapshot file")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = _member_headers(path, zf)
+            return _read_header(path, zf, members)
+    except SnapshotFileError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile) as err:
+        raise SnapshotFileError(f"{path}: truncated or corrupt snapshot file ({type(err).__name__}: {err})") from None
+
+
 def _member_headers(path: Path, zf: zipfile.ZipFile) -> dict[str, tuple]:
     """member -> (zip entry, shape, dtype, offset of the data, Fortran order), from each .npy header alone."""
     out = {}

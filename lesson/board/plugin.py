@@ -9,11 +9,13 @@ and registered through the `tensorboard_plugins` entry point in pyproject.toml.
 
 Routes (under /data/plugin/lesson/), all JSON except index.js:
   /index.js                 the front end
-  /runs                     run folders under the logdir that hold a snapshots.npz
+  /runs                     run folders under the logdir that hold a snapshots.npz, each with its kind and
+                            time, and the run the tab opens on (the newest lesson run)
   /run?run=R                the run: settings, every step's loss, the pages, the story's stops
   /step?run=R&step=N        row N (0-based, every step): weights before/gradient/-lr*gradient/after, the
                             students with their confidences and losses, the node values
   /decision_map?run=R&step=N  the decision map (nn_lesson.lesson.story.decision_map) after step N
+  /new_run (POST, JSON)     train a new lesson run through the nn-lesson command itself (lesson/board/new_run.py)
 A run is a folder under the logdir; `..`, absolute paths and anything that resolves outside the logdir
 (symlinks included) are refused with 400 and a JSON error, as are missing or malformed arguments.
 """
@@ -74,6 +76,8 @@ class LessonPlugin(base_plugin.TBPlugin):
         self._logdir = context.logdir or ""
         self._lock = threading.Lock()
         self._cache: collections.OrderedDict = collections.OrderedDict()
+        self._kinds: dict = {}                  # snapshot file (path, mtime, size) -> what /runs says of it
+        self._training = threading.Lock()       # one new run at a time
         self._active = False
         self._checked = -math.inf
 
@@ -94,7 +98,7 @@ class LessonPlugin(base_plugin.TBPlugin):
 
     def get_plugin_apps(self) -> dict:
         return {"/index.js": self._serve_js, "/runs": self._serve_runs, "/run": self._serve_run,
-                "/step": self._serve_step, "/decision_map": self._serve_decision_map}
+                "/step": self._serve_step, "/decision_map": self._serve_decision_map, "/new_run": self._serve_new_run}
 
     # ---- routes ----
     @wrappers.Request.application
@@ -103,7 +107,56 @@ class LessonPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_runs(self, request):
-        return _json(request, {"runs": sorted(self._walk())})
+        runs = sorted(self._walk())
+        details = [self._describe(run) for run in runs]
+        lessons = [d for d in details if d["kind"] == "lesson"]
+        newest = max(lessons, key=lambda d: (d["modified"], d["run"]))["run"] if lessons else None
+        return _json(request, {"runs": runs, "details": details, "default": newest or (runs[0] if runs else None)})
+
+    def _describe(self, run: str) -> dict:
+        """{run, kind ("lesson", "bridge", "log" or "unreadable"), modified (seconds since the epoch)}, from the
+        snapshot file's header alone, cached while the file is unchanged."""
+        from nn_lesson.hooks.snapshot_file import SnapshotFileError, read_snapshot_header
+        path = Path(self._logdir) / run / SNAPSHOT_FILE
+        try:
+            st = path.stat()
+        except OSError:
+            return {"run": run, "kind": "unreadable", "modified": 0}
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if key in self._kinds:
+                return self._kinds[key]
+        try:
+            record = read_snapshot_header(path).get("record")
+            kind = record.get("kind") if isinstance(record, dict) else "log"
+            kind = kind if kind in ("lesson", "bridge") else "log"
+        except SnapshotFileError:
+            kind = "unreadable"
+        described = {"run": run, "kind": kind, "modified": st.st_mtime}
+        with self._lock:
+            self._kinds[key] = described
+        return described
+
+    @wrappers.Request.application
+    def _serve_new_run(self, request):
+        from nn_lesson.lesson.board.new_run import NewRunRefused, train_new_run
+        refusal = _cross_origin(request)
+        if refusal:
+            return _json(request, {"error": refusal}, 403)
+        if not self._logdir:
+            return _json(request, {"error": "this TensorBoard has no --logdir to write a new run into"}, 400)
+        try:
+            settings = json.loads(request.get_data(cache=False, as_text=True) or "{}")
+        except ValueError:
+            return _json(request, {"error": "the request body is not JSON"}, 400)
+        if not self._training.acquire(blocking=False):
+            return _json(request, {"error": "a new run is already training; one at a time"}, 409)
+        try:
+            return _json(request, train_new_run(Path(self._logdir), settings))
+        except NewRunRefused as err:
+            return _json(request, {"error": str(err)}, err.status)
+        finally:
+            self._training.release()
 
     @wrappers.Request.application
     def _serve_run(self, request):
@@ -124,7 +177,9 @@ class LessonPlugin(base_plugin.TBPlugin):
             if loaded["kind"] != "lesson":
                 return {"available": False}
             from nn_lesson.lesson.story.decision_map import decision_grid
-            return {"available": True, "map": _jsonable(decision_grid(loaded["record"], row))}
+            grid = decision_grid(loaded["record"], row)
+            return {"available": True, "map": {**_jsonable(grid), "answers": grid.answers.tolist(),
+                                               "names": list(loaded["record"].names)}}
         return self._answer(request, build)
 
     @staticmethod
@@ -214,6 +269,25 @@ class LessonPlugin(base_plugin.TBPlugin):
         return _lesson_step(loaded, row)
 
 
+NEW_RUN_HEADER = "X-Lesson-New-Run"
+
+
+def _cross_origin(request) -> str | None:
+    """Why a request to train may not come from this page, or None. The tab sends a custom header, which a
+    page of another origin cannot add without a CORS preflight that TensorBoard never grants; a browser's
+    Origin and Sec-Fetch-Site, when present, must name this server too."""
+    if request.method != "POST":
+        return "a new run is asked for with POST"
+    if request.headers.get(NEW_RUN_HEADER) != "1":
+        return f"refused: the {NEW_RUN_HEADER} header is missing (only the Lesson tab itself starts runs)"
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        return f"refused: a request from another origin ({origin[:80]})"
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return "refused: a cross-site request"
+    return None
+
+
 def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
@@ -258,22 +332,20 @@ def page_rows(record, n_pages: int) -> list[int]:
     return [min(r, last) for r in (rows + [0] * n_pages)[:n_pages]]
 
 
+MOVED_LINES = 3  # the lines of a step drawn highlighted: its largest |after − before|
+
+
 def _lesson_run(record) -> dict:
     from tensorboard.plugin_util import markdown_to_safe_html
-    from nn_lesson.lesson.story.names import HIDDEN_LABELS, INPUT_LABELS, OUTPUT_LABELS
-    from nn_lesson.lesson.story.pages import lesson_steps
+    from nn_lesson.lesson.board.diagram import FIXED_SCALE
+    from nn_lesson.lesson.story.names import HIDDEN_LABELS, INPUT_LABELS, INPUT_UNITS, OUTPUT_LABELS
+    from nn_lesson.lesson.story.pages import lesson_pages
+    from nn_lesson.lesson.story.worked import worked_weight
     log, c = record.log, record.config
-    pages = lesson_steps(record)
+    pages = lesson_pages(record)
     rows = page_rows(record, len(pages))
-    scale = 0.0
-    for name in log.param_names:
-        if len(log):
-            for which in ("before", "after"):
-                w = log.param(name, which)
-                finite = w[w.isfinite()]
-                if finite.numel():
-                    scale = max(scale, float(finite.abs().max()))
-    story = [i for i, (title, _) in enumerate(pages) if title[:2].isdigit() and int(title[:2]) <= 11]
+    story = [i for i, page in enumerate(pages) if page.title[:2].isdigit() and int(page.title[:2]) <= 11]
+    heldout = record.held_out if record.heldout is not None else None
     return {
         "kind": "lesson", "steps": len(log), "step": log.step.tolist(), "epoch": log.epoch.tolist() if len(log) else [],
         "loss": _tolist(log.loss) if len(log) else [],
@@ -282,19 +354,55 @@ def _lesson_run(record) -> dict:
         "config": {"lr": c.lr, "seed": c.seed, "loss": c.loss, "activation": c.activation,
                    "batch_size": c.batch_size, "init": c.init, "epochs": c.epochs},
         "labels": {"inputs": list(INPUT_LABELS), "hidden": list(HIDDEN_LABELS), "outputs": list(OUTPUT_LABELS)},
+        "units": list(INPUT_UNITS),
         "params": {p.name: list(p.shape) for p in log.params},
-        "scale": scale or 1.0,
-        "pages": [{"title": title, "html": markdown_to_safe_html(text), "row": row}
-                  for (title, text), row in zip(pages, rows)],
+        # One scale for every run and for the Images dashboard's diagrams, so that two runs compare.
+        "scale": FIXED_SCALE,
+        "pages": [{"title": page.title, "html": markdown_to_safe_html(page.story),
+                   "deep_html": markdown_to_safe_html(page.deep) if page.deep else "", "row": row,
+                   "worked": list(worked_weight(log[row])) if _is_learns_page(page.title) and len(log) else None}
+                  for page, row in zip(pages, rows)],
         "story": story,
+        "students": {"names": list(record.names), "features": _tolist(record.training.features),
+                     "labels": record.training.labels.tolist(),
+                     "heldout_names": list(record.heldout_names) if heldout is not None else []},
         "stopped": record.stopped,
         "decision_map": True,
     }
 
 
-def _lesson_step(loaded: dict, row: int) -> dict:
+def _is_learns_page(title: str) -> bool:
+    """Pages 05, 07 and 09: the network learns from the step's students (they work one weight by hand)."""
+    return title[:2] in ("05", "07", "09")
+
+
+def _is_meets_page(title: str) -> bool:
+    return title[:2] in ("04", "06", "08")
+
+
+def _student_losses(record, outputs, labels):
+    """Each student's own loss for these outputs, as the run's loss defines it."""
     import torch
     from nn_lesson.lesson.run.settings import loss_targets
+    with torch.no_grad():
+        if record.config.loss == "ce":
+            return torch.nn.functional.cross_entropy(outputs, labels.long(), reduction="none")
+        return ((outputs - loss_targets(record.config, labels.long())) ** 2).mean(-1)
+
+
+def _moved(params: dict, top: int = MOVED_LINES) -> list[list]:
+    """[[parameter, row, column, Δw], ...] for the drawn weights (not the biases) that moved most."""
+    moves = []
+    for name, p in params.items():
+        if name.endswith(".weight"):
+            for i, row in enumerate(p["update"]):
+                moves += [[name, i, j, d] for j, d in enumerate(row) if d is not None]
+    return sorted(moves, key=lambda m: -abs(m[3]))[:top]
+
+
+def _lesson_step(loaded: dict, row: int) -> dict:
+    import torch
+    from torch.func import functional_call
     record, log = loaded["record"], loaded["log"]
     snap = log[row]
     lr = loaded["lr"][row]
@@ -307,18 +415,24 @@ def _lesson_step(loaded: dict, row: int) -> dict:
     conf = record.confidences(outputs)
     targets = snap.targets
     labels = targets.argmax(-1) if targets.dim() == 2 else targets
-    with torch.no_grad():
-        if record.config.loss == "ce":
-            each = torch.nn.functional.cross_entropy(outputs, labels.long(), reduction="none")
-        else:
-            each = ((outputs - loss_targets(record.config, labels.long())) ** 2).mean(-1)
+    each = _student_losses(record, outputs, labels)
+    with torch.no_grad():  # the same students through the weights after the step
+        outputs_after = functional_call(record.model, snap.after, (snap.inputs,))
+    each_after = _student_losses(record, outputs_after, labels)
+    conf_after = record.confidences(outputs_after)
     names = record.students_of(row)
+    samples = snap.samples.tolist() if snap.samples is not None else []
+    raw = record.training.features
     students = [{"name": names[i] if i < len(names) else f"#{i}", "target": record.label(labels[i]),
                  "pass": _finite(float(conf[i, 0])), "fail": _finite(float(conf[i, 1])),
-                 "loss": _finite(float(each[i]))} for i in range(len(outputs))]
+                 "loss": _finite(float(each[i])), "loss_after": _finite(float(each_after[i])),
+                 "pass_after": _finite(float(conf_after[i, 0])),
+                 "raw": _tolist(raw[samples[i]]) if i < len(samples) and samples[i] >= 0 else None}
+                for i in range(len(outputs))]
     return {
         "kind": "lesson", "row": row, "step": snap.step, "epoch": snap.epoch, "loss": _finite(snap.loss), "lr": lr,
-        "params": params, "students": students,
+        "loss_after": _finite(float(each_after.mean())) if len(each_after) else None,
+        "params": params, "students": students, "moved": _moved(params),
         "inputs": _tolist(snap.inputs), "hidden": _tolist(snap.activations.get("hidden_act", snap.inputs[:, :0])),
         "confidences": _tolist(conf),
     }

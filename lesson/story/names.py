@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 INPUT_LABELS = ("studied", "slept", "score")
+INPUT_UNITS = ("h", "h", "%")   # hours studied, hours slept, previous score in percent: as the CSV holds them
 HIDDEN_LABELS = ("h1", "h2", "h3", "h4")
 OUTPUT_LABELS = ("PASS", "FAIL")
 

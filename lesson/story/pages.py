@@ -7,6 +7,8 @@ The chain rule by hand for step 0 comes as a twelfth page.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.func import functional_call
 
@@ -470,3 +472,15 @@ def finite_difference(record: RunRecord, snap) -> float:
         with torch.no_grad():
             return float(loss_fn(functional_call(record.model, p, (x,)), targets))
     return (loss_at(FD_EPS) - loss_at(-FD_EPS)) / (2 * FD_EPS)
+
+
+# Temporary until the two-layer pages land (issue 19): the story as it is, with no depth yet.
+@dataclass(frozen=True)
+class Page:
+    title: str
+    story: str
+    deep: str = ""
+
+
+def lesson_pages(record: RunRecord) -> list[Page]:
+    return [Page(title, text) for title, text in lesson_steps(record)]

@@ -1,12 +1,26 @@
 // The Lesson tab: one plain ES module, no build step, nothing fetched but this plugin's own routes.
-// TensorBoard loads it in an iframe and calls render(); every number comes from ./run and ./step,
-// which read the run's snapshot file (every recorded step, no sampling).
+// TensorBoard loads it in an iframe and calls render(); every number comes from ./run and ./step, which read
+// the run's snapshot file (every recorded step, no sampling). What a learner sees is what changed at a step:
+// before → after, the lines that moved most, the page's worked weight; a teacher's view (run, step, mode, view,
+// compared run) lives in the URL hash, so a reload or a shared link opens the same picture.
 
 const SVG = 'http://www.w3.org/2000/svg';
 const BLUE = '#2563eb';
 const RED = '#dc2626';
+const GLOW = '#facc15';
+const VIEWS = {
+  forward: 'the forward pass: each line as thick as the value flowing along it (weight × value coming in)',
+  before: 'the weights before this step',
+  after: 'the weights after this step',
+  change: 'how much each weight moved in this step (blue: grew, red: shrank)',
+};
+const SPEEDS = [1, 2, 5, 10, 30];
 
-const state = {run: null, info: null, row: 0, mode: 'free', stop: 0, step: null, selected: null, seq: 0};
+const state = {
+  runs: [], details: {}, run: null, info: null, row: 0, mode: 'free', stop: 0, view: 'after', viewChosen: false,
+  step: null, selected: null, hovered: null, seq: 0, compare: null, compareInfo: null, compareStep: null,
+  timer: null, speed: 2,
+};
 
 function el(tag, attrs, children) {
   const node = document.createElement(tag);
@@ -32,112 +46,236 @@ async function getJSON(path, params) {
 }
 
 const fmt = (v, digits = 4) => (v === null || v === undefined ? 'NaN' : Number(v).toFixed(digits));
-const signed = (v, digits = 4) => (v === null ? 'NaN' : (v >= 0 ? '+' : '−') + Math.abs(v).toFixed(digits));
-const pct = (v) => (v === null ? 'NaN' : (100 * v).toFixed(1) + ' %');
-const exact = (v) => (v === null ? 'NaN' : String(Number(v.toPrecision(7))));
+const signed = (v, digits = 4) => (v === null || v === undefined ? 'NaN' : (v >= 0 ? '+' : '−') + Math.abs(v).toFixed(digits));
+const pct = (v) => (v === null || v === undefined ? 'NaN' : (100 * v).toFixed(1) + ' %');
+const exact = (v) => (v === null || v === undefined ? 'NaN' : String(Number(v.toPrecision(7))));
+const unit = (v, u) => (v === null || v === undefined ? '–' : `${Number(v.toPrecision(4))}${u === '%' ? ' %' : ' ' + u}`);
 
 const STYLE = `
-  body { font-family: Roboto, 'DejaVu Sans', sans-serif; margin: 12px; color: #1e293b; }
-  #bar { display: flex; gap: 10px; align-items: center; flex-wrap: wrap; margin-bottom: 8px; }
-  #bar button { font-size: 14px; padding: 3px 10px; }
+  body { font-family: Roboto, 'DejaVu Sans', sans-serif; margin: 8px 12px; color: #1e293b; font-size: 16px; }
+  #bar { display: flex; gap: 6px; align-items: center; flex-wrap: wrap; margin-bottom: 4px; }
+  #bar button, #bar select, #bar input { font-size: 16px; }
+  #bar button { padding: 2px 7px; }
   #bar button.on { background: #1e293b; color: white; }
-  #slider { width: 420px; }
+  #slider { width: 150px; }
+  #run { max-width: 170px; } #compare { max-width: 130px; }
   #where { font-weight: bold; }
-  #grid { display: grid; grid-template-columns: minmax(560px, 760px) minmax(320px, 1fr); gap: 14px; }
-  .panel { border: 1px solid #cbd5e1; border-radius: 6px; padding: 8px 10px; }
-  .panel h3 { margin: 0 0 6px; font-size: 14px; }
-  table { border-collapse: collapse; font-size: 13px; }
-  td, th { padding: 2px 8px; border-bottom: 1px solid #e2e8f0; text-align: right; }
-  td:first-child, th:first-child { text-align: left; }
-  #weight { font-size: 13px; min-height: 5.5em; }
-  #page { font-size: 13px; max-height: 520px; overflow: auto; }
+  #line { margin: 2px 0 6px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
   #message { color: #b45309; }
+  #grid { display: grid; grid-template-columns: minmax(0, 1.2fr) minmax(0, 1fr); gap: 10px; }
+  .panel { border: 1px solid #cbd5e1; border-radius: 6px; padding: 4px 8px; position: relative; }
+  .panel h3 { margin: 0 0 2px; font-size: 16px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+  #networks { display: flex; gap: 6px; }
+  #networks > div { flex: 1; min-width: 0; }
+  #networks > div:empty { display: none; }
+  #networks svg { width: 100%; height: auto; max-height: calc(100vh - 310px); display: block; }
+  #curve svg { width: 100%; height: auto; max-height: 125px; display: block; }
+  #decision svg { width: 100%; height: auto; max-height: calc(100vh - 330px); display: block; }
+  table { border-collapse: collapse; font-size: 16px; }
+  td, th { padding: 1px 8px; border-bottom: 1px solid #e2e8f0; text-align: right; white-space: nowrap; }
+  td:first-child, th:first-child { text-align: left; }
+  #weight { position: absolute; right: 8px; top: 26px; font-size: 16px; background: rgba(255,255,255,0.95); border: 1px solid #94a3b8;
+            border-radius: 6px; padding: 4px 8px; display: none; }
+  #weight.shown { display: block; }
+  #hint { color: #64748b; }
+  #page-panel { margin-top: 10px; }
+  #page { font-size: 16px; }
+  #page table { font-size: 15px; }
+  details summary { cursor: pointer; font-weight: bold; margin: 6px 0; }
   line.edge { cursor: pointer; }
   line.edge.picked { stroke-dasharray: 6 3; }
+  line.flow { stroke-dasharray: 10 8; animation: flow 1.2s linear infinite; }
+  @keyframes flow { to { stroke-dashoffset: -18; } }
+  #new-run-form { display: none; gap: 6px; flex-wrap: wrap; align-items: center; margin: 4px 0; padding: 6px;
+                  border: 1px dashed #94a3b8; border-radius: 6px; }
+  #new-run-form.shown { display: flex; }
+  #new-run-form input { width: 5em; font-size: 16px; }
+  #new-run-form select { font-size: 16px; }
 `;
+
+// ---- the URL: #lesson&run=…&step=…&mode=…&view=…&compare=… (TensorBoard's own hash names the tab first) ----
+function hashTarget() {
+  try { return window.parent && window.parent !== window ? window.parent.location : window.location; } catch (err) { return window.location; }
+}
+
+function readHash() {
+  const hash = hashTarget().hash.replace(/^#/, '');
+  const parts = hash.split('&');
+  const params = new URLSearchParams(parts.slice(parts[0].includes('=') ? 0 : 1).join('&'));
+  return Object.fromEntries(params.entries());
+}
+
+function writeHash() {
+  if (!state.run) return;
+  const target = hashTarget();
+  const head = target.hash.replace(/^#/, '').split('&')[0];
+  const params = new URLSearchParams({run: state.run, step: String(state.row), mode: state.mode, view: state.view});
+  if (state.mode === 'story') params.set('page', String(state.stop + 1));
+  if (state.compare) params.set('compare', state.compare);
+  const hash = '#' + (head && !head.includes('=') ? head + '&' : '') + params.toString();
+  if (target.hash !== hash) {
+    try { target.replace(target.href.split('#')[0] + hash); } catch (err) { /* the hash is a convenience */ }
+  }
+}
 
 export async function render() {
   document.head.append(el('style', {}, STYLE));
-  const runSelect = el('select', {id: 'run'});
+  const runSelect = el('select', {id: 'run', title: 'the run on screen'});
+  const compareSelect = el('select', {id: 'compare', title: 'a second run beside it, at the same step'});
+  const speed = el('select', {id: 'speed', title: 'steps per second'}, SPEEDS.map((s) => el('option', {value: s}, `${s}/s`)));
   const bar = el('div', {id: 'bar'}, [
     el('label', {}, ['run ', runSelect]),
-    el('button', {id: 'mode-story', title: "the seed lesson's 11 steps"}, 'story'),
-    el('button', {id: 'mode-free', title: 'every recorded step'}, 'free'),
+    el('label', {}, ['vs ', compareSelect]),
+    el('button', {id: 'mode-story', title: "the lesson's 11 pages"}, 'story'),
+    el('button', {id: 'mode-free', title: 'every recorded step'}, 'every step'),
     el('button', {id: 'prev', title: 'previous (←)'}, '◀'),
-    el('input', {id: 'slider', type: 'range', min: '0', max: '0', value: '0'}),
+    el('input', {id: 'slider', type: 'range', min: '0', max: '0', value: '0', 'aria-label': 'step'}),
     el('button', {id: 'next', title: 'next (→)'}, '▶'),
-    el('span', {id: 'where'}, [
-      'step ', el('span', {id: 'step-number'}, '–'), ' · ', el('span', {id: 'row-number'}, '–'),
-      ' of ', el('span', {id: 'step-count'}, '–')]),
-    el('span', {id: 'story-where'}),
-    el('span', {}, ['loss ', el('span', {id: 'loss'}, '–')]),
+    el('button', {id: 'play', title: 'play / pause (space)'}, 'play'),
+    speed,
+    el('span', {id: 'views'}, Object.keys(VIEWS).map((v) => el('button', {id: 'view-' + v, title: VIEWS[v]}, v))),
+    el('button', {id: 'new-run', title: 'train a new run with other settings'}, '+ run'),
+  ]);
+  const form = el('div', {id: 'new-run-form'}, [
+    el('label', {}, ['lr ', el('input', {id: 'nr-lr', value: '0.5', inputmode: 'decimal'})]),
+    el('label', {}, ['activation ', el('select', {id: 'nr-activation'}, ['sigmoid', 'tanh', 'relu'].map((a) => el('option', {}, a)))]),
+    el('label', {}, ['init ', el('select', {id: 'nr-init'}, ['lesson', 'random'].map((a) => el('option', {}, a)))]),
+    el('label', {}, ['seed ', el('input', {id: 'nr-seed', value: '0'})]),
+    el('label', {}, ['loss ', el('select', {id: 'nr-loss'}, ['ce', 'mse'].map((a) => el('option', {}, a)))]),
+    el('label', {}, ['batch ', el('input', {id: 'nr-batch', value: '1'})]),
+    el('label', {}, ['epochs ', el('input', {id: 'nr-epochs', value: '60'})]),
+    el('button', {id: 'nr-train'}, 'train'),
+    el('span', {id: 'nr-status'}),
   ]);
   const grid = el('div', {id: 'grid'}, [
     el('div', {}, [
-      el('div', {class: 'panel'}, [el('h3', {}, 'the network at this step'), el('div', {id: 'network'})]),
-      el('div', {class: 'panel', id: 'weight'}, 'Hover or click a line for its weight: before, gradient, −lr × gradient, after.'),
-      el('div', {class: 'panel'}, [el('h3', {}, 'loss over the run (● this step)'), el('div', {id: 'curve'})]),
-      el('div', {class: 'panel', id: 'decision', style: 'display: none'}),
+      el('div', {class: 'panel', id: 'network-panel'}, [
+        el('h3', {id: 'network-title'}, 'the network'),
+        el('div', {id: 'networks'}, [el('div', {id: 'network'}), el('div', {id: 'network-compare'})]),
+        el('div', {id: 'hint'}, 'Hover or click a line for its numbers: before, gradient, −lr × gradient, after.'),
+        el('div', {id: 'weight'}),
+      ]),
+      el('div', {class: 'panel', id: 'curve-panel'}, [el('div', {id: 'curve'})]),
     ]),
     el('div', {}, [
-      el('div', {class: 'panel'}, [el('h3', {}, "this step's students"), el('div', {id: 'students'})]),
-      el('div', {class: 'panel'}, [el('h3', {id: 'page-title'}, 'the lesson page'), el('div', {id: 'page'})]),
+      el('div', {class: 'panel', id: 'students-panel'}, [el('h3', {}, "this step's students"), el('div', {id: 'students'})]),
+      el('div', {class: 'panel', id: 'decision'}),
     ]),
   ]);
-  document.body.append(bar, el('div', {id: 'message'}), grid);
+  const pagePanel = el('div', {class: 'panel', id: 'page-panel'}, [
+    el('h3', {id: 'page-title'}, 'the lesson page'), el('div', {id: 'page'}), el('div', {id: 'deep'})]);
+  const where = el('div', {id: 'line'}, [
+    el('span', {id: 'where'}, [
+      'step ', el('span', {id: 'step-number'}, '–'), ' · ', el('span', {id: 'row-number'}, '–'),
+      ' of ', el('span', {id: 'step-count'}, '–')]),
+    el('span', {id: 'story-where'}), ' · loss ', el('span', {id: 'loss'}, '–'), ' · ', el('span', {id: 'caption'})]);
+  document.body.append(bar, form, el('div', {id: 'message'}), where, grid, pagePanel);
 
-  const {runs} = await getJSON('./runs');
-  if (!runs.length) {
-    document.getElementById('message').textContent = 'No run with a snapshots.npz under the logdir yet.';
-    return;
-  }
-  runSelect.append(el('option', {value: ''}, 'choose a run…'), ...runs.map((r) => el('option', {value: r}, r)));
-  runSelect.addEventListener('change', () => runSelect.value && openRun(runSelect.value));
   document.getElementById('prev').addEventListener('click', () => move(-1));
   document.getElementById('next').addEventListener('click', () => move(+1));
   document.getElementById('slider').addEventListener('input', (e) => jump(Number(e.target.value)));
   document.getElementById('mode-story').addEventListener('click', () => setMode('story'));
-  document.getElementById('mode-free').addEventListener('click', () => setMode('free'));
+  document.getElementById('mode-free').addEventListener('click', () => setMode('free', state.row));
+  document.getElementById('play').addEventListener('click', togglePlay);
+  speed.value = String(state.speed);
+  speed.addEventListener('change', () => { state.speed = Number(speed.value); if (state.timer) { togglePlay(); togglePlay(); } });
+  for (const v of Object.keys(VIEWS)) {
+    document.getElementById('view-' + v).addEventListener('click', () => { state.view = v; state.viewChosen = true; redraw(); });
+  }
+  document.getElementById('new-run').addEventListener('click', () => form.classList.toggle('shown'));
+  document.getElementById('nr-train').addEventListener('click', newRun);
+  runSelect.addEventListener('change', () => runSelect.value &&
+    openRun(runSelect.value, {row: state.row, mode: state.mode, page: state.stop + 1}));
+  compareSelect.addEventListener('change', () => openCompare(compareSelect.value || null));
   document.addEventListener('keydown', (e) => {
-    if (e.target && e.target.tagName === 'SELECT') return;
+    if (e.target && ['SELECT', 'INPUT'].includes(e.target.tagName)) return;
     if (e.key === 'ArrowRight') { e.preventDefault(); move(+1); }
     if (e.key === 'ArrowLeft') { e.preventDefault(); move(-1); }
+    if (e.key === ' ') { e.preventDefault(); togglePlay(); }
   });
-  runSelect.value = runs[0];  // open the first run at once; the menu picks another
-  openRun(runs[0]);
+
+  await listRuns();
+  if (!state.runs.length) {
+    document.getElementById('message').textContent = 'No run with a snapshots.npz under the logdir yet: run nn-lesson, or train one with “+ new run”.';
+    return;
+  }
+  const wanted = readHash();
+  const run = state.runs.includes(wanted.run) ? wanted.run : state.defaultRun;
+  runSelect.value = run;
+  await openRun(run, {row: Number(wanted.step), mode: wanted.mode, page: Number(wanted.page), view: wanted.view});
+  if (wanted.compare && state.runs.includes(wanted.compare)) {
+    compareSelect.value = wanted.compare;
+    await openCompare(wanted.compare);
+  }
 }
 
-async function openRun(run) {
+async function listRuns() {
+  const answer = await getJSON('./runs');
+  state.runs = answer.runs;
+  state.defaultRun = answer.default;
+  state.details = Object.fromEntries((answer.details || []).map((d) => [d.run, d]));
+  const label = (r) => (state.details[r] && state.details[r].kind !== 'lesson' ? `${r} (${state.details[r].kind})` : r);
+  const runSelect = document.getElementById('run');
+  const keep = runSelect.value;
+  runSelect.replaceChildren(...state.runs.map((r) => el('option', {value: r}, label(r))));
+  if (keep) runSelect.value = keep;
+  const compareSelect = document.getElementById('compare');
+  const keepCompare = compareSelect.value;
+  compareSelect.replaceChildren(el('option', {value: ''}, 'nothing'),
+    ...state.runs.filter((r) => !state.details[r] || state.details[r].kind === 'lesson').map((r) => el('option', {value: r}, r)));
+  compareSelect.value = keepCompare;
+}
+
+async function openRun(run, wanted = {}) {
   const message = document.getElementById('message');
   message.textContent = 'loading ' + run + '…';
+  let info;
   try {
-    state.info = await getJSON('./run', {run});
+    info = await getJSON('./run', {run});
   } catch (err) {
     message.textContent = String(err.message);
     return;
   }
   state.run = run;
-  message.textContent = state.info.stopped ? 'Training stopped early: ' + state.info.stopped : '';
-  if (state.info.kind === 'bridge') message.textContent = state.info.message;
-  document.getElementById('step-count').textContent = state.info.steps;
+  state.info = info;
   state.selected = null;
-  setMode('free', 0);
+  state.hovered = null;
+  message.textContent = info.stopped ? 'Training stopped early: ' + info.stopped : '';
+  if (info.kind === 'bridge') message.textContent = info.message;
+  document.getElementById('step-count').textContent = info.steps;
+  document.getElementById('views').style.display = info.kind === 'lesson' ? '' : 'none';
+  document.getElementById('mode-story').disabled = info.kind !== 'lesson';
+  if (wanted.view && VIEWS[wanted.view]) { state.view = wanted.view; state.viewChosen = true; }
+  const row = Number.isInteger(wanted.row) && wanted.row >= 0 && wanted.row < info.steps ? wanted.row : 0;
+  if (wanted.mode === 'story' && info.kind === 'lesson') {
+    const stop = Number.isInteger(wanted.page) && wanted.page >= 1 ? wanted.page - 1 : 0;
+    setMode('story', stop);
+  } else {
+    setMode('free', row);
+  }
 }
 
-function setMode(mode, row) {
-  if (!state.info) return;
+async function openCompare(run) {
+  state.compare = run;
+  state.compareInfo = null;
+  if (run) {
+    try { state.compareInfo = await getJSON('./run', {run}); } catch (err) {
+      document.getElementById('message').textContent = String(err.message);
+      state.compare = null;
+    }
+  }
+  showStep();
+}
+
+function setMode(mode, position) {
   const info = state.info;
+  if (!info) return;
   state.mode = info.kind === 'lesson' ? mode : 'free';
   document.getElementById('mode-story').className = state.mode === 'story' ? 'on' : '';
   document.getElementById('mode-free').className = state.mode === 'free' ? 'on' : '';
   const slider = document.getElementById('slider');
-  if (state.mode === 'story') {
-    slider.max = String(info.story.length - 1);
-    jump(0);
-  } else {
-    slider.max = String(Math.max(info.steps - 1, 0));
-    jump(row ?? state.row ?? 0);
-  }
+  slider.max = String(Math.max((state.mode === 'story' ? info.story.length : info.steps) - 1, 0));
+  jump(position ?? 0);
 }
 
 function move(delta) {
@@ -149,7 +287,7 @@ function jump(position) {
   const info = state.info;
   if (!info || !info.steps) return;
   const last = state.mode === 'story' ? info.story.length - 1 : info.steps - 1;
-  position = Math.max(0, Math.min(last, position));
+  position = Math.max(0, Math.min(last, Number.isFinite(position) ? position : 0));
   document.getElementById('slider').value = String(position);
   if (state.mode === 'story') {
     state.stop = position;
@@ -157,22 +295,58 @@ function jump(position) {
   } else {
     state.row = position;
   }
+  state.hovered = null;
   showStep();
+}
+
+function togglePlay() {
+  const button = document.getElementById('play');
+  if (state.timer) {
+    clearInterval(state.timer);
+    state.timer = null;
+    button.textContent = 'play';
+    return;
+  }
+  button.textContent = 'pause';
+  state.timer = setInterval(() => {
+    const last = state.mode === 'story' ? state.info.story.length - 1 : state.info.steps - 1;
+    const at = state.mode === 'story' ? state.stop : state.row;
+    if (at >= last) { togglePlay(); return; }
+    move(+1);
+  }, 1000 / state.speed);
+}
+
+// The page a step belongs to (story mode: the page on screen; every-step mode: the page about this row).
+function currentPage() {
+  const info = state.info;
+  if (!info || info.kind !== 'lesson') return -1;
+  if (state.mode === 'story') return info.story[state.stop];
+  return info.pages.findIndex((p, k) => p.row === state.row && k >= 3 && k <= 8);
 }
 
 async function showStep() {
   const info = state.info;
   const row = state.row;
   const seq = ++state.seq;
-  let step;
+  let step, other = null;
   try {
-    step = await getJSON('./step', {run: state.run, step: row});
+    [step, other] = await Promise.all([
+      getJSON('./step', {run: state.run, step: row}),
+      state.compare && state.compareInfo && state.compareInfo.kind === 'lesson' && row < state.compareInfo.steps
+        ? getJSON('./step', {run: state.compare, step: row}) : Promise.resolve(null)]);
   } catch (err) {
     document.getElementById('message').textContent = String(err.message);
     return;
   }
   if (seq !== state.seq) return;  // a later step was asked for meanwhile
   state.step = step;
+  state.compareStep = other;
+  // In the story the page chooses the view: "meets" the forward pass, "learns" the change.
+  const page = currentPage();
+  if (state.mode === 'story' && !state.viewChosen && page >= 0) {
+    const title = info.pages[page].title.slice(0, 2);
+    state.view = ['04', '06', '08'].includes(title) ? 'forward' : ['05', '07', '09'].includes(title) ? 'change' : 'after';
+  }
   document.getElementById('step-number').textContent = step.step;
   document.getElementById('row-number').textContent = row + 1;
   const loss = document.getElementById('loss');
@@ -180,70 +354,144 @@ async function showStep() {
   loss.dataset.value = String(step.loss);
   document.getElementById('story-where').textContent =
     state.mode === 'story' ? `· page ${state.stop + 1} of ${info.story.length}` : `· epoch ${step.epoch + 1}`;
+  redraw();
+  writeHash();
+}
+
+// Everything on screen from state.step: nothing of another step or run may stay.
+function redraw() {
+  const info = state.info, step = state.step;
+  if (!info || !step) return;
+  for (const v of Object.keys(VIEWS)) document.getElementById('view-' + v).className = state.view === v ? 'on' : '';
   if (info.kind === 'bridge') {
     clearLessonPanels();
     drawBlocks(step);
   } else {
-    drawNetwork(step);
+    document.getElementById('network-title').textContent = networkTitle(step);
+    drawNetwork(document.getElementById('network'), info, step, state.compareStep ? state.run : null);
+    const second = document.getElementById('network-compare');
+    if (state.compareStep) {
+      drawNetwork(second, state.compareInfo, state.compareStep, state.compare);
+    } else {
+      second.replaceChildren(...(state.compare ? [el('p', {}, `${state.compare} has no step ${state.row}.`)] : []));
+    }
+    drawCaption(step);
     drawStudents(step);
     drawPage();
-    showWeight(state.selected);
-    drawDecisionMap(row);
+    showWeight();
+    drawDecisionMap(state.row);
   }
-  drawCurve(row);
+  drawCurve(state.row);
 }
 
-// ---- the network as SVG: sign -> colour, |w| -> thickness on the run's one scale ----
-function drawNetwork(step) {
-  const info = state.info;
-  const W = 720, H = 400, cols = [90, 360, 630], r = 30;
+function networkTitle(step) {
+  const who = step.students.map((s) => s.name).join(' + ');
+  return `step ${step.step} (${who}): ${VIEWS[state.view].split(' (')[0].split(':')[0]}`;
+}
+
+// ---- the network as SVG: sign -> colour, thickness on one scale for every run (the Images diagrams' too) ----
+function drawNetwork(box, info, step, runLabel) {
+  const W = 760, H = 400, cols = [128, 392, 656], r = 42;
   const labels = [info.labels.inputs, info.labels.hidden, info.labels.outputs];
-  const ys = labels.map((l) => l.map((_, i) => (l.length === 1 ? H / 2 : 70 + i * (H - 130) / (l.length - 1))));
-  const root = svg('svg', {width: W, height: H, viewBox: `0 0 ${W} ${H}`, id: 'network-svg'});
+  const ys = labels.map((l) => l.map((_, i) => (l.length === 1 ? H / 2 : 52 + i * (H - 112) / (l.length - 1))));
+  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, class: 'network-svg', 'data-step': step.step});
+  if (!runLabel || runLabel === state.run) root.id = 'network-svg';
+  const view = state.view;
   const layers = [['hidden.weight', 0], ['output.weight', 1]];
+  const first = (rows) => (rows && rows.length ? rows[0] : []);
+  const incoming = [first(step.inputs), first(step.hidden)];
+  // The change view draws |Δw| against the step's own largest move; the forward view |w × value coming in|
+  // against the step's largest flow; before / after |w| against the fixed scale of every run.
+  let scale = info.scale, scaleText = `thickest: |w| ≥ ${fmt(info.scale, 1)}, one scale for all runs`;
+  const value = (name, i, j) => {
+    const p = step.params[name];
+    if (view === 'change') return p.update[i][j];
+    if (view === 'after') return p.after[i][j];
+    if (view === 'forward') return p.before[i][j] * (incoming[name === 'hidden.weight' ? 0 : 1][j] ?? 0);
+    return p.before[i][j];
+  };
+  if (view === 'change' || view === 'forward') {
+    let top = 0;
+    for (const [name] of layers) step.params[name].before.forEach((rw, i) => rw.forEach((_, j) => { top = Math.max(top, Math.abs(value(name, i, j) ?? 0)); }));
+    scale = top || 1;
+    scaleText = view === 'change' ? `thickest: this step's largest move, ${fmt(top, 4)}` : `thickest: largest flow, ${fmt(top, 3)}`;
+  }
+  const moved = new Set(view === 'forward' ? [] : (step.moved || []).map(([n, i, j]) => `${n}/${i}/${j}`));
+  const page = currentPage();
+  const worked = state.mode === 'story' && page >= 0 ? info.pages[page].worked : null;
   for (const [name, col] of layers) {
-    const before = step.params[name].before;
-    before.forEach((rowValues, target) => rowValues.forEach((w, source) => {
-      const width = 1 + 11 * Math.min(Math.abs(w ?? 0) / info.scale, 1);
+    step.params[name].before.forEach((rowValues, target) => rowValues.forEach((_, source) => {
+      const w = value(name, target, source);
+      const width = 1.5 + 12 * Math.min(Math.abs(w ?? 0) / scale, 1);
+      const ends = {x1: cols[col] + r, y1: ys[col][source], x2: cols[col + 1] - r, y2: ys[col + 1][target]};
+      const key = `${name}/${target}/${source}`;
+      if (moved.has(key)) {
+        root.append(svg('line', {...ends, stroke: GLOW, 'stroke-width': (width + 10).toFixed(2), 'stroke-opacity': 0.9,
+          class: 'moved', 'data-param': name, 'data-i': target, 'data-j': source}));
+      }
+      if (worked && worked[0] === name && worked[1] === target && worked[2] === source) {
+        root.append(svg('line', {...ends, stroke: '#111827', 'stroke-width': (width + 6).toFixed(2), 'stroke-dasharray': '4 4',
+          class: 'worked', 'data-param': name, 'data-i': target, 'data-j': source}));
+      }
       const line = svg('line', {
-        x1: cols[col] + r, y1: ys[col][source], x2: cols[col + 1] - r, y2: ys[col + 1][target],
-        stroke: (w ?? 0) >= 0 ? BLUE : RED, 'stroke-width': width.toFixed(2), 'stroke-opacity': 0.85,
-        class: 'edge', 'data-param': name, 'data-i': target, 'data-j': source,
+        ...ends, stroke: (w ?? 0) >= 0 ? BLUE : RED, 'stroke-width': width.toFixed(2), 'stroke-opacity': 0.85,
+        class: 'edge' + (view === 'forward' ? ' flow' : ''), 'data-param': name, 'data-i': target, 'data-j': source,
       });
-      line.append(svg('title', {}, `${labels[col][source]}→${labels[col + 1][target]}: ${signed(w)}`));
-      line.addEventListener('mouseenter', () => showWeight([name, target, source]));
-      line.addEventListener('click', () => { state.selected = [name, target, source]; showWeight(state.selected); });
+      const p = step.params[name];
+      line.append(svg('title', {}, `${labels[col][source]}→${labels[col + 1][target]}: ${signed(p.before[target][source])} → ${signed(p.after[target][source])}`));
+      line.addEventListener('mouseenter', () => { state.hovered = [name, target, source]; showWeight(); });
+      line.addEventListener('mouseleave', () => { state.hovered = null; showWeight(); });
+      line.addEventListener('click', () => { state.selected = [name, target, source]; redraw(); });
       root.append(line);
     }));
   }
-  const first = (rows) => (rows && rows.length ? rows[0] : []);
-  const values = [first(step.inputs).map((v) => signed(v, 2)), first(step.hidden).map((v) => fmt(v, 2)),
-    first(step.confidences).map(pct)];
+  if (worked) {
+    const [name, i, j] = worked, col = name === 'hidden.weight' ? 0 : 1;
+    root.append(svg('text', {x: (cols[col] + cols[col + 1]) / 2, y: (ys[col][j] + ys[col + 1][i]) / 2 - 14,
+      'text-anchor': 'middle', 'font-size': 20, 'font-weight': 'bold', id: 'worked-label'}, 'worked on this page'));
+  }
+  const raw = step.students.length ? step.students[0].raw : null;
+  const after = step.students.length ? step.students[0].pass_after : null;
+  const conf = first(step.confidences);
+  const values = [
+    first(step.inputs).map((v, i) => [raw ? unit(raw[i], info.units[i]) : '', signed(v, 2)]),
+    first(step.hidden).map((v) => [fmt(v, 2), '']),
+    conf.map((v, i) => view === 'after' && after !== null ? [pct(i === 0 ? after : 1 - after), 'after'] : [pct(v), '']),
+  ];
   labels.forEach((names, col) => names.forEach((label, i) => {
     root.append(svg('circle', {cx: cols[col], cy: ys[col][i], r, fill: '#f8fafc', stroke: '#1e293b', 'stroke-width': 2}));
-    root.append(svg('text', {x: cols[col], y: ys[col][i] - 5, 'text-anchor': 'middle', 'font-size': 12}, label));
-    root.append(svg('text', {x: cols[col], y: ys[col][i] + 11, 'text-anchor': 'middle', 'font-size': 12,
-      class: 'node-value'}, values[col][i] ?? ''));
+    root.append(svg('text', {x: cols[col], y: ys[col][i] - 8, 'text-anchor': 'middle', 'font-size': 21, 'font-weight': 'bold'}, label));
+    const [big, small] = values[col][i] ?? ['', ''];
+    root.append(svg('text', {x: cols[col], y: ys[col][i] + 16, 'text-anchor': 'middle', 'font-size': 20, class: 'node-value'}, big));
+    if (small) root.append(svg('text', {x: cols[col] - r - 6, y: ys[col][i] + 5, 'text-anchor': 'end', 'font-size': 19, fill: '#64748b'}, small));
   }));
-  const who = step.students.map((s) => s.name).join(' + ');
-  root.append(svg('text', {x: W / 2, y: 24, 'text-anchor': 'middle', 'font-size': 14},
-    `weights before step ${step.step}; node values for ${step.students.length ? step.students[0].name : '–'}` +
-    (step.students.length > 1 ? ` (batch: ${who})` : '')));
-  root.append(svg('text', {x: W / 2, y: H - 10, 'text-anchor': 'middle', 'font-size': 12, fill: '#64748b'},
-    `blue +, red −; thickest line: |w| ≥ ${fmt(info.scale, 2)} (the largest weight of this run)`));
-  document.getElementById('network').replaceChildren(root);
+  if (runLabel) root.append(svg('text', {x: W / 2, y: 20, 'text-anchor': 'middle', 'font-size': 20, 'font-weight': 'bold'},
+    `${runLabel} · loss ${exact(step.loss)}`));
+  root.append(svg('text', {x: W / 2, y: H - 8, 'text-anchor': 'middle', 'font-size': 19, fill: '#475569'},
+    `blue +, red −; ${scaleText}${moved.size ? '; yellow: moved most' : ''}`));
+  box.replaceChildren(root);
   if (state.selected) {
     const [n, i, j] = state.selected;
-    const picked = root.querySelector(`line[data-param="${n}"][data-i="${i}"][data-j="${j}"]`);
+    const picked = root.querySelector(`line.edge[data-param="${n}"][data-i="${i}"][data-j="${j}"]`);
     if (picked) picked.classList.add('picked');
   }
 }
 
-function showWeight(which) {
+// The weight under the pointer (or the one clicked), always of the step on screen; the hint otherwise.
+function showWeight() {
   const box = document.getElementById('weight');
-  if (!which || !state.step) return;
+  const hint = document.getElementById('hint');
+  const which = state.hovered || state.selected;
+  const step = state.step;
+  if (!which || !step || !step.params || !step.params[which[0]]) {
+    box.className = '';
+    box.replaceChildren();
+    hint.style.display = '';
+    return;
+  }
+  hint.style.display = 'none';
   const [name, i, j] = which;
-  const p = state.step.params[name];
+  const p = step.params[name];
   const info = state.info;
   const layer = name.startsWith('hidden') ? 0 : 1;
   const src = [info.labels.inputs, info.labels.hidden][layer][j];
@@ -251,73 +499,113 @@ function showWeight(which) {
   const rows = [
     ['before the step', signed(p.before[i][j], 6)],
     ['gradient ∂loss/∂w', signed(p.grad[i][j], 6)],
-    [`−lr × gradient (lr ${state.step.lr})`, signed(p.minus_lr_grad[i][j], 6)],
+    [`−lr × gradient (lr ${step.lr})`, signed(p.minus_lr_grad[i][j], 6)],
     ['after the step', signed(p.after[i][j], 6)],
   ];
-  box.replaceChildren(el('h3', {}, `weight ${src}→${dst} (${name}[${i}][${j}]) at step ${state.step.step}`),
+  box.className = 'shown';
+  box.replaceChildren(el('b', {}, `${src}→${dst} at step ${step.step}`),
     el('table', {id: 'weight-table'}, rows.map(([k, v]) => el('tr', {}, [el('td', {}, k), el('td', {}, v)]))));
+}
+
+// One line from the step's own numbers: who, their loss before → after, the weight that moved most.
+function drawCaption(step) {
+  const caption = document.getElementById('caption');
+  const who = step.students.map((s) => s.name).join(' + ') || '–';
+  const parts = [`${who}: their loss ${fmt(step.loss)} → ${fmt(step.loss_after)} after this step`];
+  if (step.loss !== null && step.loss_after !== null) {
+    parts[0] += step.loss_after < step.loss ? ' (it fell)' : step.loss_after > step.loss ? ' (it rose)' : ' (unchanged)';
+  }
+  if (step.moved && step.moved.length) {
+    const [name, i, j, d] = step.moved[0];
+    const layer = name.startsWith('hidden') ? 0 : 1;
+    const info = state.info;
+    const src = [info.labels.inputs, info.labels.hidden][layer][j];
+    const dst = [info.labels.hidden, info.labels.outputs][layer][i];
+    parts.push(`moved most: ${src}→${dst}, ${signed(step.params[name].before[i][j])} → ${signed(step.params[name].after[i][j])} (${signed(d)})`);
+  }
+  caption.textContent = parts.join('; ') + '.';
 }
 
 // A bridge run has no students, pages or decision map: nothing of a lesson run may stay on screen.
 function clearLessonPanels() {
+  document.getElementById('network-title').textContent = 'the layers';
+  document.getElementById('network-compare').replaceChildren();
+  document.getElementById('caption').textContent = '';
   document.getElementById('students').replaceChildren(el('p', {}, 'Bridge runs train on batches of digits; the layers are on the left.'));
   document.getElementById('page-title').textContent = 'the lesson page';
   document.getElementById('page').replaceChildren(el('p', {}, 'The lesson pages belong to lesson runs; this bridge run has its own pages in the Text dashboard.'));
+  document.getElementById('deep').replaceChildren();
   document.getElementById('decision').style.display = 'none';
-  document.getElementById('weight').textContent = '';
+  state.hovered = state.selected = null;
+  showWeight();
 }
 
 function drawStudents(step) {
-  const head = el('tr', {}, ['student', 'truth', 'PASS', 'FAIL', 'loss'].map((h) => el('th', {}, h)));
-  const rows = step.students.map((s) => el('tr', {}, [el('td', {}, s.name), el('td', {}, s.target),
-    el('td', {}, pct(s.pass)), el('td', {}, pct(s.fail)), el('td', {}, fmt(s.loss))]));
+  const units = state.info.units;
+  const head = el('tr', {}, ['student', 'inputs', 'truth', 'PASS', 'loss before → after'].map((h) => el('th', {}, h)));
+  const rows = step.students.map((s) => el('tr', {}, [el('td', {}, s.name),
+    el('td', {}, s.raw ? s.raw.map((v, i) => unit(v, units[i])).join(', ') : '–'), el('td', {}, s.target),
+    el('td', {}, pct(s.pass)), el('td', {}, `${fmt(s.loss)} → ${fmt(s.loss_after)}`)]));
   document.getElementById('students').replaceChildren(
     el('table', {id: 'students-table'}, [head, ...rows]),
-    el('p', {}, [`this step's loss: `, el('b', {}, exact(step.loss)),
+    el('div', {}, [`loss of this step: `, el('b', {}, exact(step.loss)),
       step.students.length > 1 ? ' (the mean over its students)' : '']));
 }
 
 function drawPage() {
   const info = state.info;
-  let index;
-  if (state.mode === 'story') {
-    index = info.story[state.stop];
-  } else {
-    index = info.pages.findIndex((p, k) => p.row === state.row && k >= 3 && k <= 10);
-  }
+  const index = currentPage();
   const title = document.getElementById('page-title');
   const page = document.getElementById('page');
+  const deep = document.getElementById('deep');
   if (index === undefined || index < 0) {
     title.textContent = 'the lesson page';
-    page.replaceChildren(el('p', {}, 'No lesson page is about this step; the story mode walks the pages.'));
+    page.replaceChildren(el('p', {}, 'No page is about this step: the line above says what it did. “story” walks the 11 pages.'));
+    deep.replaceChildren();
     return;
   }
-  title.textContent = info.pages[index].title;
+  const p = info.pages[index];
+  title.textContent = p.title;
   // Rendered and sanitised on the server by TensorBoard's own markdown_to_safe_html.
-  page.innerHTML = info.pages[index].html;
+  page.innerHTML = p.html;
+  if (p.deep_html) {
+    const details = el('details', {id: 'under-the-hood'}, [el('summary', {}, 'Under the hood')]);
+    const body = el('div', {});
+    body.innerHTML = p.deep_html;
+    details.append(body);
+    deep.replaceChildren(details);
+  } else {
+    deep.replaceChildren();
+  }
 }
 
 function drawCurve(row) {
   const info = state.info;
   const losses = info.loss;
-  const W = 700, H = 180, pad = 36;
-  const root = svg('svg', {width: W, height: H, id: 'curve-svg'});
-  const finite = losses.filter((v) => v !== null);
+  const W = 760, H = 150, pad = 50;
+  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, id: 'curve-svg'});
+  const other = state.compareInfo && state.compareInfo.kind === 'lesson' ? state.compareInfo : null;
+  const lines = [[info.train_loss || losses, '#f97316', 3]];
+  if (other) lines.push([other.train_loss, '#7c3aed', 2.5]);
+  const finite = lines.flatMap(([v]) => v || []).concat(losses).filter((v) => v !== null && Number.isFinite(v));
   if (!finite.length) { document.getElementById('curve').replaceChildren(root); return; }
-  const top = Math.max(...finite), n = Math.max(losses.length - 1, 1);
-  const x = (i) => pad + (W - 2 * pad) * i / n;
-  const y = (v) => H - pad + 10 - (H - pad) * (v ?? top) / (top || 1);
-  root.append(svg('polyline', {points: losses.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' '),
-    fill: 'none', stroke: '#94a3b8', 'stroke-width': 1}));
-  if (info.train_loss) {
-    root.append(svg('polyline', {points: info.train_loss.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' '),
-      fill: 'none', stroke: '#f97316', 'stroke-width': 2}));
+  const top = Math.max(...finite), n = Math.max(losses.length - 1, (other ? other.steps : 1) - 1, 1);
+  const x = (i) => pad + (W - pad - 10) * i / n;
+  const y = (v) => 8 + (H - 50) * (1 - Math.min(v ?? top, top) / (top || 1));
+  for (const [values, colour, width] of lines) {
+    if (!values) continue;
+    root.append(svg('polyline', {points: values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' '),
+      fill: 'none', stroke: colour, 'stroke-width': width}));
   }
-  root.append(svg('line', {x1: x(row), x2: x(row), y1: 10, y2: H - pad + 10, stroke: '#1e293b', 'stroke-dasharray': '3 3'}));
-  root.append(svg('circle', {cx: x(row), cy: y(losses[row]), r: 5, fill: '#1e293b', id: 'curve-marker'}));
-  root.append(svg('text', {x: pad, y: H - 4, 'font-size': 11, fill: '#64748b'},
-    `grey: this step's ${info.kind === 'bridge' ? 'batch' : "students'"} loss` +
-    (info.train_loss ? '; orange: all training students after the step' : '') + `; max ${fmt(top, 3)}`));
+  root.append(svg('line', {x1: pad, x2: pad, y1: 8, y2: H - 42, stroke: '#94a3b8'}));
+  root.append(svg('text', {x: pad - 4, y: 22, 'text-anchor': 'end', 'font-size': 19}, fmt(top, 2)));
+  root.append(svg('text', {x: pad - 4, y: H - 42, 'text-anchor': 'end', 'font-size': 19}, '0'));
+  root.append(svg('line', {x1: x(row), x2: x(row), y1: 8, y2: H - 42, stroke: '#1e293b', 'stroke-dasharray': '3 3'}));
+  const here = (info.train_loss || losses)[row];
+  root.append(svg('circle', {cx: x(row), cy: y(here), r: 6, fill: '#1e293b', id: 'curve-marker'}));
+  const legend = info.kind === 'bridge' ? "loss of each step's batch"
+    : `loss on all training students after each step (● step ${info.step[row]}: ${fmt(here)})` + (other ? `; purple: ${state.compare}` : '');
+  root.append(svg('text', {x: pad, y: H - 12, 'font-size': 19, fill: '#334155'}, legend));
   document.getElementById('curve').replaceChildren(root);
 }
 
@@ -325,25 +613,47 @@ async function drawDecisionMap(row) {
   const box = document.getElementById('decision');
   if (!state.info.decision_map) { box.style.display = 'none'; return; }
   box.style.display = '';
+  const run = state.run, seq = state.seq;
   let answer;
-  try { answer = await getJSON('./decision_map', {run: state.run, step: row}); } catch (err) { return; }
-  if (!answer.available) return;
+  try { answer = await getJSON('./decision_map', {run, step: row}); } catch (err) { return; }
+  if (!answer.available || seq !== state.seq) return;
   const map = answer.map;
   const grid = map.pass_confidence;
   if (!Array.isArray(grid) || !Array.isArray(grid[0])) return;
-  const size = 240, rows = grid.length, cols = grid[0].length;
-  const root = svg('svg', {width: size, height: size, id: 'decision-svg'});
+  const size = 300, left = 72, top = 8, bottom = 50;
+  const rows = grid.length, cols = grid[0].length;
+  const root = svg('svg', {viewBox: `0 0 ${left + size + 10} ${top + size + bottom}`, id: 'decision-svg'});
   grid.forEach((line, i) => line.forEach((p, j) => {
     const v = Math.round(255 * (p ?? 0.5));  // blue: PASS, red: FAIL
-    root.append(svg('rect', {x: j * size / cols, y: (rows - 1 - i) * size / rows, width: size / cols + 0.5,
+    root.append(svg('rect', {x: left + j * size / cols, y: top + (rows - 1 - i) * size / rows, width: size / cols + 0.5,
       height: size / rows + 0.5, fill: `rgb(${255 - v},${Math.round(0.6 * Math.min(v, 255 - v))},${v})`}));
   }));
   const [s0, s1] = [map.studied[0], map.studied[map.studied.length - 1]];
   const [c0, c1] = [map.score[0], map.score[map.score.length - 1]];
-  (map.students || []).forEach((f, k) => root.append(svg('circle', {
-    cx: size * (f[0] - s0) / (s1 - s0), cy: size * (1 - (f[2] - c0) / (c1 - c0)), r: 4,
-    fill: map.labels[k] === 0 ? 'white' : 'black', stroke: '#1e293b'})));
-  box.replaceChildren(el('h3', {}, 'decision map after this step: PASS confidence (blue) over hours studied → × previous score ↑; dots: training students (white PASS)'), root);
+  const px = (v) => left + size * (v - s0) / (s1 - s0), py = (v) => top + size * (1 - (v - c0) / (c1 - c0));
+  for (let v = Math.ceil(s0); v <= s1; v += 2) {
+    root.append(svg('text', {x: px(v), y: top + size + 21, 'text-anchor': 'middle', 'font-size': 19}, `${v} h`));
+  }
+  for (let v = Math.ceil(c0 / 20) * 20; v <= c1; v += 20) {
+    root.append(svg('text', {x: left - 6, y: py(v) + 6, 'text-anchor': 'end', 'font-size': 19}, `${v} %`));
+  }
+  root.append(svg('text', {x: left + size / 2, y: top + size + 45, 'text-anchor': 'middle', 'font-size': 19}, 'hours studied →'));
+  (map.students || []).forEach((f, k) => {
+    const says = map.answers[k];  // the network's own answer for this student, at their own sleep
+    const cx = px(f[0]), cy = py(f[2]);
+    const dot = svg('circle', {cx, cy, r: 8, fill: says === 0 ? BLUE : RED, stroke: 'white', 'stroke-width': 2.5,
+      class: 'student-dot', 'data-answer': says, 'data-truth': map.labels[k]});
+    dot.append(svg('title', {}, `${map.names[k]}: the network says ${says === 0 ? 'PASS' : 'FAIL'} (${pct(map.student_pass[k])} PASS at ${f[1]} h sleep); truth ${map.labels[k] === 0 ? 'PASS' : 'FAIL'}`));
+    root.append(dot);
+    if (says !== map.labels[k]) {
+      root.append(svg('path', {d: `M${cx - 10},${cy - 10}L${cx + 10},${cy + 10}M${cx - 10},${cy + 10}L${cx + 10},${cy - 10}`,
+        stroke: 'black', 'stroke-width': 3, class: 'wrong'}));
+    }
+    root.append(svg('text', {x: cx + 11, y: cy + 6, 'font-size': 19, fill: 'white', stroke: '#0f172a', 'stroke-width': 3,
+      'paint-order': 'stroke'}, map.names[k]));
+  });
+  box.replaceChildren(el('h3', {}, `decision map after step ${state.info.step[row]}, sleep held at ${fmt(map.slept, 1)} h`),
+    root, el('div', {style: 'font-size: 16px; color: #475569'}, "blue PASS, red FAIL; dots: the network's answer for each student (own sleep); ✕ wrong"));
 }
 
 // ---- the bridge: layers as blocks with summary numbers, not thousands of lines ----
@@ -358,5 +668,28 @@ function drawBlocks(step) {
   }
   document.getElementById('network').replaceChildren(el('table', {id: 'blocks'}, [head, ...rows]));
   document.getElementById('students').replaceChildren(el('p', {}, `loss of this step's batch: ${exact(step.loss)}`));
-  document.getElementById('page').replaceChildren();
+}
+
+// ---- a new run from the tab: the server trains it with the nn-lesson command itself ----
+async function newRun() {
+  const status = document.getElementById('nr-status');
+  const value = (id) => document.getElementById(id).value;
+  const settings = {lr: value('nr-lr'), activation: value('nr-activation'), init: value('nr-init'), seed: value('nr-seed'),
+    loss: value('nr-loss'), batch_size: value('nr-batch'), epochs: value('nr-epochs')};
+  status.textContent = 'training…';
+  document.getElementById('nr-train').disabled = true;
+  try {
+    const response = await fetch('./new_run', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-Lesson-New-Run': '1'},
+      body: JSON.stringify(settings)});
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    status.textContent = `trained: ${body.run}` + (body.exit_code === 3 ? ' (it diverged; what was recorded is kept)' : '');
+    await listRuns();
+    document.getElementById('run').value = body.run;
+    await openRun(body.run, {row: state.row});
+  } catch (err) {
+    status.textContent = String(err.message);
+  } finally {
+    document.getElementById('nr-train').disabled = false;
+  }
 }
