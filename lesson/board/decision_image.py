@@ -15,7 +15,7 @@ from nn_lesson.lesson.board.diagram import _text
 from nn_lesson.lesson.story.decision_map import DecisionGrid
 
 SIZE, MARGIN = 480, 72
-TAG = "decision map/PASS confidence (sleep at the class mean)"
+TAG = "0 the network/3 decision map (sleep held at the class mean)"
 
 
 def decision_png(grid: DecisionGrid, title: str) -> bytes:

@@ -7,28 +7,25 @@ from __future__ import annotations
 import re
 import sys
 
-from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
-from tensorboard.plugins.hparams import summary_v2 as hp
 from torch.utils.tensorboard.summary import custom_scalars
 
 from nn_lesson.lesson.board.autograd_graph import autograd_graph
 from nn_lesson.lesson.board.decision_image import TAG as DECISION_TAG, decision_png
 from nn_lesson.lesson.board.diagram import FIXED_SCALE, draw_network, png_bytes
 from nn_lesson.lesson.board.events import EventWriter
+from nn_lesson.lesson.board.hparams import column_values, write_hparams
 from nn_lesson.lesson.board.scalars import write_scalars
 from nn_lesson.lesson.run.record import RunRecord
 from nn_lesson.lesson.story.decision_map import decision_grid
-from nn_lesson.lesson.run.settings import INITS, LOSSES
-from nn_lesson.models import ACTIVATIONS
 from nn_lesson.lesson.story.escape import md, terminal
 from nn_lesson.lesson.story.names import all_weight_names
 from nn_lesson.lesson.story.numbers import num
 from nn_lesson.lesson.story.pages import lesson_steps
 
-DIAGRAM_TAG = "diagram/network at this step"
+DIAGRAM_TAG = "0 the network/1 at this step"
 # A diagram per step up to this many steps (the default lesson has 360); evenly spaced steps beyond.
 MAX_DIAGRAMS = 400
-GRAPH_TAG = "autograd/graph of step 0"
+GRAPH_TAG = "0 the network/2 its autograd graph (step 0)"
 TABLE_TAG = "tables/the numbers of this step"
 HPARAM_METRICS = {
     "hparams/final training loss": "train_loss", "hparams/final held-out loss": "heldout_loss",
@@ -163,41 +160,11 @@ def write_lesson_tensorboard(events: EventWriter, record: RunRecord) -> None:
     events.graph(record.trained_model(), record.scaler(record.training.features)[:1])
 
 
-# HParams columns. TensorBoard's HParams dashboard shows at most 5 hparam columns by default (its frontend
-# ticks the first 5 after sorting "differs" first, and the backend sorts by (not differs, name)), so the
-# 5 shown are marked differs and named to sort in the lesson's order; init and seed share the fifth column.
-# Each: (name, display name, type, discrete values or None, shown by default).
-STRING, FLOAT = api_pb2.DATA_TYPE_STRING, api_pb2.DATA_TYPE_FLOAT64
-HPARAMS = [
-    ("1 lr", "lr", FLOAT, None, True), ("2 loss", "loss", STRING, LOSSES, True),
-    ("3 activation", "activation", STRING, ACTIVATIONS, True), ("4 batch size", "batch size", FLOAT, None, True),
-    ("5 init, seed", "init, seed", STRING, None, True),
-    ("epochs", "epochs", FLOAT, None, False), ("init", "init", STRING, INITS, False), ("seed", "seed", FLOAT, None, False),
-]
-HPARAMS_SHOWN = [display for _, display, _, _, shown in HPARAMS if shown]
-
-
-def hparam_values(record: RunRecord) -> dict[str, object]:
-    c = record.config
-    values = {"lr": c.lr, "loss": c.loss, "activation": c.activation, "batch size": c.batch_size,
-              "init, seed": f"{c.init}, seed {c.seed}", "epochs": c.epochs, "init": c.init, "seed": c.seed}
-    return {name: values[display] for name, display, *_ in HPARAMS}
-
-
 def _write_hparams(events: EventWriter, record: RunRecord) -> None:
-    epochs = record.epochs
+    """This run's row in the HParams table that lesson and bridge runs share (lesson/board/hparams.py)."""
+    c, epochs = record.config, record.epochs
     metrics = {tag: float(getattr(epochs, key)[-1]) for tag, key in HPARAM_METRICS.items()
                if getattr(epochs, key) is not None and len(getattr(epochs, key))}
-    config = hp.hparams_config_pb(
-        [hp.HParam(name, hp.Discrete(list(values)) if values else None, display_name=display)
-         for name, display, _, values, _ in HPARAMS],
-        [hp.Metric(tag, display_name=tag.split("/", 1)[1]) for tag in HPARAM_METRICS])
-    content = config.value[0].metadata.plugin_data
-    data = plugin_data_pb2.HParamsPluginData.FromString(content.content)
-    for info, (_, _, kind, _, shown) in zip(data.experiment.hparam_infos, HPARAMS):
-        info.type, info.differs = kind, shown
-    content.content = data.SerializeToString()
-    events.add(config)
-    events.add(hp.hparams_pb(hparam_values(record), trial_id=events.run_dir.name))
-    last = int(record.log.step[-1]) if len(record.log) else 0
-    events.step(last, scalars=metrics)
+    values = column_values("lesson", c.lr, "sgd", c.activation, c.loss, c.batch_size, hidden=4, epochs=c.epochs,
+                           init=c.init, seed=c.seed, capture="full")
+    write_hparams(events, values, metrics, int(record.log.step[-1]) if len(record.log) else 0)

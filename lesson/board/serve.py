@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -9,9 +10,24 @@ import time
 import urllib.request
 from pathlib import Path
 
-# Keep every step's diagram and histogram: by default TensorBoard shows a sample of 10 images per tag.
+# Keep every step's diagram, histogram and table: by default TensorBoard keeps a sample of 10 images and 10 texts
+# per tag.
 # (0 does not mean "all" here: the plugins then return no samples at all.)
-SAMPLES = "images=100000,histograms=100000,scalars=100000"
+SAMPLES = "images=100000,histograms=100000,scalars=100000,text=100000"
+
+
+def view_hint(logdir: Path) -> str:
+    """The command that opens `logdir` in TensorBoard, as the user can type it now: the tensorboard installed
+    beside this Python (`.venv/bin/tensorboard` right after the Quickstart, whose venv is not activated) unless
+    that one is already first on PATH."""
+    beside = Path(sys.executable).parent / "tensorboard"
+    command = "tensorboard"
+    if beside.exists() and shutil.which("tensorboard") != str(beside):
+        try:
+            command = str(beside.relative_to(Path.cwd()))
+        except ValueError:
+            command = str(beside)
+    return f"{command} --logdir {logdir} --samples_per_plugin images=100000,text=100000"
 
 
 def free_port() -> int:
@@ -29,7 +45,7 @@ def start_tensorboard(logdir: Path, port: int | None = None, timeout: float = 60
     """Start the server and wait until it answers; returns the process and its URL."""
     port = port or free_port()
     proc = subprocess.Popen(tensorboard_command(logdir, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/"
+    url = f"http://127.0.0.1:{port}/"  # callers add "#lesson" to open on the Lesson tab
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

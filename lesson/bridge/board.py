@@ -12,9 +12,10 @@ from PIL import Image, ImageDraw
 from nn_lesson.lesson.bridge.train import BridgeRun
 from nn_lesson.lesson.bridge.pages import accuracy_page, loop_page, optimizer_page
 from nn_lesson.lesson.board.events import EventWriter, png_image
+from nn_lesson.lesson.board.hparams import column_values, write_hparams as write_hparams_row
 from nn_lesson.lesson.board.scalars import update_to_weight_ratio, write_scalars
 from tensorboard.compat.proto.summary_pb2 import Summary
-from torch.utils.tensorboard.summary import hparams, pr_curve
+from torch.utils.tensorboard.summary import pr_curve
 
 DIGITS_TAG = "digits/held-out predictions"
 
@@ -67,12 +68,10 @@ def write_bridge_tensorboard(events: EventWriter, run: BridgeRun) -> None:
 
 
 def write_hparams(events: EventWriter, run: BridgeRun) -> None:
-    """One HParams row per bridge run: the knobs, and the accuracies they led to."""
+    """One row per bridge run in the HParams table it shares with lesson runs: the knobs and the accuracies."""
     c = run.config
-    knobs = {"1 optimizer": c.optimizer, "2 lr": c.learning_rate, "3 batch size": c.batch_size,
-             "4 hidden units": c.hidden, "5 epochs": c.epochs, "6 policy": c.policy, "7 seed": c.seed}
+    values = column_values("bridge", c.learning_rate, c.optimizer, "relu", "ce", c.batch_size, hidden=c.hidden,
+                           epochs=c.epochs, init="random", seed=c.seed, capture=c.policy)
     metrics = {"hparams/final held-out accuracy": run.accuracy[-1],
                "hparams/final training accuracy": run.train_accuracy[-1]}
-    for summary in hparams(knobs, metrics):
-        events.add(summary)
-    events.step(run.epoch_end_steps[-1], scalars=metrics)
+    write_hparams_row(events, values, metrics, run.epoch_end_steps[-1])
