@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nn_lesson.lesson.board.lesson_run import DIAGRAM_TAG, GRAPH_TAG, HPARAM_METRICS, HPARAMS_SHOWN, TABLE_TAG
+from nn_lesson.lesson.board.hparams import SHOWN as HPARAMS_SHOWN
+from nn_lesson.lesson.board.lesson_run import DIAGRAM_TAG, GRAPH_TAG, HPARAM_METRICS, TABLE_TAG
 from nn_lesson.lesson.run.record import RunRecord
 
 
@@ -82,19 +83,21 @@ def test_hparams_name_the_run_settings(events):
     from tensorboard.plugins.hparams import plugin_data_pb2
     content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
-    assert info.hparams["1 lr"].number_value == 0.5 and info.hparams["2 loss"].string_value == "ce"
-    assert info.hparams["5 init, seed"].string_value == "lesson, seed 0" and info.hparams["seed"].number_value == 0
+    assert info.hparams["2 lr"].number_value == 0.5 and info.hparams["loss"].string_value == "ce"
+    assert info.hparams["1 kind"].string_value == "lesson" and info.hparams["3 optimizer"].string_value == "sgd"
+    assert info.hparams["init"].string_value == "lesson" and info.hparams["seed"].number_value == 0
     assert set(HPARAM_METRICS) <= set(events.Tags()["scalars"])
 
 
 def test_hparams_show_the_knobs_first(events):
-    """TensorBoard's HParams table ticks its first 5 hparams (differs first, then by name): ours are lr, loss,
-    activation, batch size and 'init, seed' -- the six knobs in five visible columns."""
+    """TensorBoard's HParams table ticks its first 5 hparams (differs first, then by name): ours are the run's
+    kind, lr, optimizer, activation and 'loss, batch size' -- the knobs of lesson and bridge runs together."""
     from tensorboard.plugins.hparams import plugin_data_pb2
     content = events.PluginTagToContent("hparams")["_hparams_/experiment"]
     infos = plugin_data_pb2.HParamsPluginData.FromString(content).experiment.hparam_infos
     first = sorted(infos, key=lambda i: (not i.differs, i.name))[:5]
-    assert [i.display_name for i in first] == HPARAMS_SHOWN == ["lr", "loss", "activation", "batch size", "init, seed"]
+    assert [i.display_name for i in first] == HPARAMS_SHOWN == ["kind", "lr", "optimizer", "activation",
+                                                                "loss, batch size"]
     assert all(i.differs for i in first) and not any(i.differs for i in infos if i not in first)
 
 
@@ -123,11 +126,29 @@ def test_step_tables_escape_markup(tmp_path):
     assert html_module.unescape(first_cell) == "Sa|rah <b>*x*</b>" and "<b>" not in student_table
 
 
-def test_diagram_is_wide_and_on_one_scale(events):
-    from nn_lesson.lesson.board.diagram import FIXED_SCALE
+def test_diagram_is_wide_and_on_one_scale(events, record, tmp_path):
+    """Two runs from the same starting weights (lr 0.5 and lr 5, whose largest weights end 10x apart) draw step 0
+    with the same line widths: measured on the pictures TensorBoard holds, not on a constant."""
+    import io
+    from PIL import Image, ImageChops
+    from nn_lesson.lesson.board.events import EventWriter
+    from nn_lesson.lesson.board.lesson_run import write_lesson_tensorboard
+    from nn_lesson.lesson.run.settings import LessonConfig
+    from nn_lesson.lesson.run.train import train
     images = events.Images(DIAGRAM_TAG)
     assert {(i.width, i.height) for i in images} == {(960, 560)}      # >= 800 px, every step
-    assert [i.step for i in images][:2] == [0, 1] and FIXED_SCALE == 3.0
+    assert [i.step for i in images][:2] == [0, 1]
+    fast = train(LessonConfig(lr=5.0, epochs=2))
+    assert float(fast.log.param("output.weight", "after").abs().max()) > 2 * float(record.log.param("output.weight", "after")[:12].abs().max())
+    with EventWriter(tmp_path / "lr5") as writer:
+        write_lesson_tensorboard(writer, fast)
+    other = EventAccumulator(str(tmp_path / "lr5"), size_guidance={"images": 0})
+    other.Reload()
+    pictures = [Image.open(io.BytesIO(acc.Images(DIAGRAM_TAG)[0].encoded_image_string)).convert("RGB")
+                for acc in (events, other)]
+    lines = (0, 60, 960, 560 - 45)  # below the title, above the legend: lines, nodes and node values
+    difference = ImageChops.difference(*(p.crop(lines) for p in pictures))
+    assert difference.getbbox() is None, "the same weights are drawn with different widths in two runs"
 
 
 def test_custom_scalars_group_the_sizes(events):

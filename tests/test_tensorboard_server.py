@@ -9,7 +9,8 @@ import urllib.request
 import pytest
 
 from nn_lesson.lesson.board.serve import start_tensorboard
-from nn_lesson.lesson.board.lesson_run import DIAGRAM_TAG, GRAPH_TAG, HPARAMS_SHOWN, TABLE_TAG
+from nn_lesson.lesson.board.hparams import SHOWN as HPARAMS_SHOWN
+from nn_lesson.lesson.board.lesson_run import DIAGRAM_TAG, GRAPH_TAG, TABLE_TAG
 from nn_lesson.lesson.run.record import RunRecord
 
 pytestmark = pytest.mark.server
