@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["WANDB_DIR"] = wandb_dir
         bridge = rounds(variants, lambda v: bridge_variant(v, args.bridge_steps), args.rounds)
     params = sum(p.numel() for p in make_mlp(BRIDGE_SIZES).parameters())
-    print("\n".join(table(f"Bridge MLP 64→128→64→10 ({params} parameters), batch 64, {args.bridge_steps} steps"
+    print("\n".join(table(f"Benchmark MLP 64→128→64→10 ({params} parameters; the bridge lesson trains 64→32→10), batch 64, {args.bridge_steps} steps"
                           + (" (wandb offline: init, unwatch and finish outside the timed loop)" if have_wandb() else ""),
                           bridge, args.bridge_steps)), "\n", flush=True)
 
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds, threads = contention_seconds(b, args.bridge_steps)
             (busy if b else quiet).append(seconds)
     ratio = statistics.median(b / q for b, q in zip(busy, quiet))
-    print(f"Bridge MLP recorded (full, every 10th step), {args.bridge_steps} steps in a fresh process with "
+    print(f"Benchmark MLP recorded (full, every 10th step), {args.bridge_steps} steps in a fresh process with "
           f"{threads} torch thread (use_threads): quiet median {statistics.median(quiet):.2f} s, with a busy-loop "
           f"process beside it {statistics.median(busy):.2f} s: {ratio:.2f}× (target ≤ 1.5× "
           f"{'met' if ratio <= 1.5 else 'MISSED'})\n", flush=True)

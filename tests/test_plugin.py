@@ -68,7 +68,25 @@ def test_listed_with_its_module(client):
 
 
 def test_runs_lists_only_folders_under_the_logdir(client):
-    assert get(client, "runs") == (200, {"runs": ["bridge", "first-lesson"]})   # the symlinked folder is skipped
+    status, body = get(client, "runs")
+    assert status == 200 and body["runs"] == ["bridge", "first-lesson"]   # the symlinked folder is skipped
+    assert {d["run"]: d["kind"] for d in body["details"]} == {"bridge": "bridge", "first-lesson": "lesson"}
+
+
+def test_the_tab_opens_on_the_newest_lesson_run(client, logdir):
+    """Not the alphabetically first run (the bridge here), and not an older lesson run."""
+    assert get(client, "runs")[1]["default"] == "first-lesson"
+    newer = logdir / "z-newer"
+    shutil.copytree(logdir / "first-lesson", newer)
+    older = logdir / "0-older"
+    shutil.copytree(logdir / "first-lesson", older)
+    os.utime(older / "snapshots.npz", (1, 1))
+    os.utime(newer / "snapshots.npz", None)
+    try:
+        assert get(client, "runs")[1]["default"] == "z-newer"
+    finally:
+        shutil.rmtree(newer)
+        shutil.rmtree(older)
 
 
 def test_run_serves_every_steps_loss(client, record):
@@ -79,8 +97,30 @@ def test_run_serves_every_steps_loss(client, record):
     assert [p["title"][:2] for p in run["pages"][:11]] == [f"{k:02d}" for k in range(1, 12)]
     assert len(run["story"]) == 11 and run["pages"][5]["row"] == 1            # 06 the network meets ... step 1
     assert "<script" not in "".join(p["html"] for p in run["pages"])
-    assert run["scale"] == pytest.approx(max(float(record.log.param(n, w).abs().max())
-                                             for n in record.log.param_names for w in ("before", "after")))
+    from nn_lesson.lesson.board.diagram import FIXED_SCALE
+    assert run["scale"] == FIXED_SCALE                      # the Images diagrams' scale, the same for every run
+    worked = {p["title"][:2]: p["worked"] for p in run["pages"] if p["worked"]}
+    assert set(worked) == {"05", "07", "09"}
+    grad = record.log[0].grads["output.weight"]             # page 05 works the output weight of largest gradient
+    assert worked["05"][0] == "output.weight" and grad[worked["05"][1], worked["05"][2]].abs() == grad.abs().max()
+
+
+@pytest.mark.parametrize("row", [0, 7, 200])
+def test_step_shows_what_changed(client, record, row):
+    """The lines that moved most, and the step's students' loss after it, recomputed with a plain StudentNet."""
+    status, step = get(client, "step", run="first-lesson", step=str(row))
+    snap = record.log[row]
+    moves = sorted(((float((snap.after[n] - snap.before[n])[i, j].abs()), [n, i, j])
+                    for n in ("hidden.weight", "output.weight") for i in range(snap.before[n].shape[0])
+                    for j in range(snap.before[n].shape[1])), key=lambda m: -m[0])
+    assert [m[:3] for m in step["moved"]] == [where for _, where in moves[:3]]
+    net = record.trained_model()
+    net.load_state_dict(snap.after)
+    with torch.no_grad():
+        after = torch.nn.functional.cross_entropy(net(snap.inputs), snap.targets.long())
+    assert step["loss_after"] == pytest.approx(float(after), rel=1e-6)
+    (student,) = step["students"]
+    assert student["raw"] == record.training.features[int(snap.samples[0])].tolist()   # 8 h, not +1.25
 
 
 @pytest.mark.parametrize("row", [0, 3, 359])
@@ -169,3 +209,53 @@ def test_decision_map_is_the_networks_pass_confidence_after_the_step(client, rec
     assert abs(grid["pass_confidence"][r][c] - float(expected)) < 1e-5
     status, body = get(client, "decision_map", run="bridge", step="0")
     assert status == 200 and body == {"available": False}
+
+
+# ---- a new run from the tab ----
+def post(client, body, headers=None, route="new_run"):
+    response = client.post("/data/plugin/lesson/" + route, data=body, headers=headers or {})
+    return response.status_code, response.get_json(silent=True)
+
+
+TAB = {"X-Lesson-New-Run": "1"}
+
+
+@pytest.mark.parametrize("headers,needle", [({}, "X-Lesson-New-Run"),
+                                            ({**TAB, "Origin": "http://evil.example"}, "another origin"),
+                                            ({**TAB, "Sec-Fetch-Site": "cross-site"}, "cross-site")])
+def test_new_run_is_refused_to_other_pages(client, logdir, headers, needle):
+    before = sorted(p.name for p in logdir.iterdir())
+    status, body = post(client, '{"lr": 1}', headers)
+    assert status == 403 and needle in body["error"]
+    assert sorted(p.name for p in logdir.iterdir()) == before
+    response = client.get("/data/plugin/lesson/new_run", headers=TAB)
+    assert response.status_code == 403 and "POST" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("body,needle", [("not json", "not JSON"), ("[1]", "JSON object"),
+                                         ('{"lr": -1}', "lr:"), ('{"lr": "x"}', "lr:"),
+                                         ('{"epochs": 100000}', "at most 500"), ('{"activation": "gelu"}', "one of"),
+                                         ('{"lr": 1, "rm": "-rf"}', "unknown setting"), ('{"batch_size": 7}', "batch")])
+def test_new_run_settings_are_checked_before_training(client, logdir, body, needle):
+    before = sorted(p.name for p in logdir.iterdir())
+    status, answer = post(client, body, TAB)
+    assert status == 400 and needle in answer["error"], answer
+    assert sorted(p.name for p in logdir.iterdir()) == before
+
+
+def test_new_run_trains_through_the_cli_and_is_listed(client, logdir):
+    status, body = post(client, '{"lr": 2, "epochs": 2, "activation": "tanh", "seed": 3, "init": "random"}', TAB)
+    assert status == 200, body
+    record = RunRecord.load(logdir / body["run"] / "snapshots.npz")
+    assert (record.config.lr, record.config.activation, record.config.seed, record.config.init) == (2, "tanh", 3, "random")
+    assert len(record.log) == 12 and body["run"] in get(client, "runs")[1]["runs"]
+    assert get(client, "runs")[1]["default"] == body["run"]           # the newest lesson run
+    shutil.rmtree(logdir / body["run"])
+
+
+def test_new_run_into_an_unwritable_logdir_is_one_json_error(tmp_path):
+    not_a_folder = tmp_path / "logdir"
+    not_a_folder.write_text("a file, not a folder")
+    app = application.TensorBoardWSGI([LessonPlugin(base_plugin.TBContext(logdir=str(not_a_folder)))])
+    status, body = post(werkzeug_test.Client(app, wrappers.Response), '{"epochs": 1}', TAB)
+    assert status == 400 and "logdir" in body["error"] and "\n" not in body["error"]
