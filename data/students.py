@@ -24,6 +24,9 @@ SPLITS = ("train", "heldout")
 MAX_ROWS = 10_000
 MAX_BYTES = 50_000_000  # far above MAX_ROWS rows of any sensible width: refuse before reading it all
 LABELS = {"pass": 0, "fail": 1, "1": 0, "0": 1}  # 1/0 are accepted as PASS/FAIL
+# A name is shown in tables, on diagrams, in run folders' pages and terminal lines: a longer one is refused at
+# load, so every command can show every name the lesson accepted.
+MAX_NAME = 100
 RANGES = {"hours_studied": (0.0, 24.0), "hours_slept": (0.0, 24.0), "previous_score": (0.0, 100.0)}
 
 
@@ -79,7 +82,7 @@ def load_students(path: str | Path | None = None) -> StudentTable:
     text = _decode(path, raw)
     # Rows are counted as a spreadsheet shows them: one per record (a quoted name spanning lines is one
     # row, a blank line is a row too), the header being row 1.
-    records = enumerate(csv.reader(io.StringIO(text, newline="")), start=1)
+    records = _records(path, text)
     _, header = next(records, (1, None))
     if header is None or not any(cell.strip() for cell in header):
         raise DataError(path, "the file is empty; expected a header row " + ",".join(REQUIRED))
@@ -102,6 +105,8 @@ def load_students(path: str | Path | None = None) -> StudentTable:
         for name, value in cells.items():
             if value == "" and name != "split":
                 raise DataError(path, "empty cell", row, name)
+        if len(cells["name"]) > MAX_NAME:
+            raise DataError(path, f"a name of {len(cells['name'])} characters; at most {MAX_NAME}", row, "name")
         names.append(cells["name"])
         rows.append([_number(path, row, name, cells[name]) for name in FEATURES])
         labels.append(_label(path, row, cells["label"]))
@@ -120,6 +125,24 @@ def load_students(path: str | Path | None = None) -> StudentTable:
         tuple(names), torch.tensor(rows, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64),
         torch.tensor(heldout, dtype=torch.bool), path.name, hashlib.sha256(raw).hexdigest(),
     )
+
+
+def _records(path: Path, text: str):
+    """(row, cells) for each CSV record; the csv module's own errors (a cell beyond its field limit of
+    131,072 characters, say) become one DataError naming the row."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    row = 0
+    while True:
+        row += 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            limit = "field larger than field limit" in str(err)
+            raise DataError(path, f"a cell longer than {csv.field_size_limit()} characters, the CSV reader's limit"
+                            if limit else f"cannot be read as CSV ({err})", row) from None
+        yield row, record
 
 
 def _read_bytes(path: Path) -> bytes:
