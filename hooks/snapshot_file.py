@@ -121,6 +121,9 @@ def _member_headers(path: Path, zf: zipfile.ZipFile) -> dict[str, tuple]:
             data_offset = f.tell()
         if dtype.hasobject:
             raise SnapshotFileError(f"{path}: member {name!r} holds Python objects; snapshot files never do")
+        if name != "header" and not _plain_numbers(dtype):
+            raise SnapshotFileError(f"{path}: member {name!r} holds {dtype.str} values; snapshot files hold "
+                                    "booleans, integers and floats in this machine's byte order only")
         if any(not isinstance(d, int) or d < 0 for d in shape):
             raise SnapshotFileError(f"{path}: member {name!r} declares a bad shape {shape}")
         declared = dtype.itemsize * math.prod(shape)
@@ -129,6 +132,12 @@ def _member_headers(path: Path, zf: zipfile.ZipFile) -> dict[str, tuple]:
                                     f"({declared} bytes), but the zip directory says {info.file_size - data_offset}")
         out[name] = (info, shape, dtype, data_offset, fortran)
     return out
+
+
+def _plain_numbers(dtype: np.dtype) -> bool:
+    """Booleans, integers or floats, native byte order: what torch.from_numpy and the arithmetic expect (strings,
+    dates, complex and structured records, big-endian numbers are refused)."""
+    return dtype.kind in "biuf" and dtype.fields is None and dtype.isnative
 
 
 def _read_npy_header(f, version: tuple[int, int]) -> tuple[tuple[int, ...], bool, np.dtype]:

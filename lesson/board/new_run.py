@@ -77,7 +77,7 @@ def train_new_run(logdir: Path, settings: dict) -> dict:
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=MAX_SECONDS)
     except subprocess.TimeoutExpired:  # the child was killed; its claim is cleaned up by the next run
-        raise NewRunRefused(f"training took longer than {MAX_SECONDS} s and was stopped", 504) from None
+        raise NewRunRefused(f"training took longer than {MAX_SECONDS} s and was stopped; try fewer epochs", 408) from None
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if line[:5] in ("run: ", "snaps"))
     if "run" not in lines:  # nothing written: say why in the command's own words (its last line)
         reason = (done.stderr.strip().splitlines() or [f"nn-lesson exited with code {done.returncode}"])[-1]

@@ -23,7 +23,9 @@ A run is a folder under the logdir; `..`, absolute paths and anything that resol
 from __future__ import annotations
 
 import collections
+import errno
 import json
+import logging
 import math
 import os
 import re
@@ -44,14 +46,34 @@ CACHE_RUNS = 4         # run records kept in memory (a lesson run is ~0.2 MB)
 ACTIVE_RECHECK_S = 5.0  # is_active() looks at the disk at most this often while it finds nothing
 
 
+logger = logging.getLogger(__name__)
+
+
 class BadRequest(Exception):
-    """An argument the route cannot serve: answered with 400 and {"error": message}."""
+    """An argument the route cannot serve: answered with `status` (400 unless said) and {"error": message}."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 def _json(request, data, status: int = 200):
-    """TensorBoard's own responder (nosniff, CSP, gzip where asked); NaN never reaches the JSON."""
-    return http_util.Respond(request, json.dumps(data, allow_nan=False, default=_plain), "application/json",
-                             code=status)
+    """TensorBoard's own responder (nosniff, CSP, gzip where asked); NaN and infinities travel as null."""
+    try:
+        body = json.dumps(data, allow_nan=False, default=_plain)
+    except ValueError:  # a non-finite float somewhere in the answer: a diverged run's numbers
+        body = json.dumps(_nulls(data), allow_nan=False, default=_plain)
+    return http_util.Respond(request, body, "application/json", code=status)
+
+
+def _nulls(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _nulls(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nulls(v) for v in value]
+    return value
 
 
 def _plain(value):
@@ -107,11 +129,13 @@ class LessonPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_runs(self, request):
-        runs = sorted(self._walk())
-        details = [self._describe(run) for run in runs]
-        lessons = [d for d in details if d["kind"] == "lesson"]
-        newest = max(lessons, key=lambda d: (d["modified"], d["run"]))["run"] if lessons else None
-        return _json(request, {"runs": runs, "details": details, "default": newest or (runs[0] if runs else None)})
+        def build():
+            runs = sorted(self._walk())
+            details = [self._describe(run) for run in runs]
+            lessons = [d for d in details if d["kind"] == "lesson"]
+            newest = max(lessons, key=lambda d: (d["modified"], d["run"]))["run"] if lessons else None
+            return {"runs": runs, "details": details, "default": newest or (runs[0] if runs else None)}
+        return self._answer(request, build)
 
     def _describe(self, run: str) -> dict:
         """{run, kind ("lesson", "bridge", "log" or "unreadable"), modified (seconds since the epoch)}, from the
@@ -130,7 +154,7 @@ class LessonPlugin(base_plugin.TBPlugin):
             record = read_snapshot_header(path).get("record")
             kind = record.get("kind") if isinstance(record, dict) else "log"
             kind = kind if kind in ("lesson", "bridge") else "log"
-        except SnapshotFileError:
+        except (SnapshotFileError, OSError):
             kind = "unreadable"
         described = {"run": run, "kind": kind, "modified": st.st_mtime}
         with self._lock:
@@ -151,10 +175,13 @@ class LessonPlugin(base_plugin.TBPlugin):
             return _json(request, {"error": "the request body is not JSON"}, 400)
         if not self._training.acquire(blocking=False):
             return _json(request, {"error": "a new run is already training; one at a time"}, 409)
+        def build():
+            try:
+                return train_new_run(Path(self._logdir), settings)
+            except NewRunRefused as err:
+                raise BadRequest(str(err), err.status) from None
         try:
-            return _json(request, train_new_run(Path(self._logdir), settings))
-        except NewRunRefused as err:
-            return _json(request, {"error": str(err)}, err.status)
+            return self._answer(request, build)
         finally:
             self._training.release()
 
@@ -184,10 +211,20 @@ class LessonPlugin(base_plugin.TBPlugin):
 
     @staticmethod
     def _answer(request, build):
+        """Every JSON route's answer: 2xx, or 4xx with {"error": one line}. Never a 500, whatever the logdir
+        holds: a file that cannot be read is the request's problem, not the server's."""
+        from nn_lesson.hooks import SnapshotFileError
         try:
             return _json(request, build())
-        except BadRequest as err:
-            return _json(request, {"error": str(err)}, 400)
+        except (BadRequest, SnapshotFileError) as err:
+            return _json(request, {"error": str(err)}, getattr(err, "status", 400))
+        except OSError as err:  # a symlink loop, a name longer than the file system allows, no permission
+            missing = err.errno in (errno.ENOENT, errno.ENOTDIR)
+            return _json(request, {"error": f"run: cannot be read ({err.strerror or type(err).__name__})"},
+                         404 if missing else 400)
+        except Exception as err:  # noqa: BLE001 - a malformed run must not take the route down with a 500
+            logger.warning("lesson plugin: %s refused: %s", request.path, err, exc_info=True)
+            return _json(request, {"error": f"run: cannot be shown ({type(err).__name__}: {str(err)[:200]})"}, 400)
 
     # ---- arguments: only run folders under the logdir ----
     def _run_arg(self, request) -> Path:

@@ -19,6 +19,7 @@ from torch.func import functional_call
 from nn_lesson.data import CLASSES, Standardizer, StudentTable
 from nn_lesson.hooks import SnapshotFileError, SnapshotLog
 from nn_lesson.hooks.snapshot_file import read_snapshot_file, write_snapshot_file
+from nn_lesson.lesson.run.schema import check_lesson_record
 from nn_lesson.lesson.run.settings import LessonConfig, build_model, confidences
 from nn_lesson.models import StudentNet
 
@@ -145,6 +146,7 @@ class RunRecord:
     @classmethod
     def load(cls, path: str | Path) -> "RunRecord":
         log, header, arrays = load_record(path, "lesson")
+        check_lesson_record(path, log, header, arrays)
         try:
             students = StudentTable(tuple(header["names"]), arrays["features"], arrays["labels"],
                                     arrays["heldout"].to(torch.bool), header["data"]["name"], header["data"]["sha256"])
