@@ -17,6 +17,7 @@ import json
 import math
 import os
 import secrets
+import tokenize
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,12 @@ FORMAT = "nn-lesson-snapshots"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date: no wall clock in the bytes
+
+
+# What reading a damaged zip or .npy header can raise: numpy parses the .npy header dict with ast and tokenize,
+# which raise SyntaxError, TokenError, TypeError or RecursionError on garbage.
+_UNREADABLE = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, KeyError, TypeError,
+               SyntaxError, tokenize.TokenError, RecursionError)
 
 
 class SnapshotFileError(ValueError):
@@ -84,7 +91,7 @@ def read_snapshot_file(path: str | Path) -> tuple[dict[str, Any], dict[str, np.n
             arrays = {name: _read_member(zf, name, info) for name, info in members.items() if name != "header"}
     except SnapshotFileError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile) as err:
+    except _UNREADABLE as err:
         raise SnapshotFileError(f"{path}: truncated or corrupt snapshot file ({type(err).__name__}: {err})") from None
     return header, arrays
 
@@ -101,7 +108,7 @@ def read_snapshot_header(path: str | Path) -> dict[str, Any]:
             return _read_header(path, zf, members)
     except SnapshotFileError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile) as err:
+    except _UNREADABLE as err:
         raise SnapshotFileError(f"{path}: truncated or corrupt snapshot file ({type(err).__name__}: {err})") from None
 
 

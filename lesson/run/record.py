@@ -184,6 +184,7 @@ def load_record(path: str | Path, kind: str) -> tuple[SnapshotLog, dict[str, Any
                                 "SnapshotLog.load, but re-run the lesson to step through it as a run")
     if not isinstance(record, dict) or record.get("kind") != kind:
         found = record.get("kind") if isinstance(record, dict) else None
+        found = found if isinstance(found, str) or found is None else repr(found)[:40]
         what = {"bridge": "a bridge run", "lesson": "a lesson run", None: "a plain SnapshotLog with no run record"}
         raise SnapshotFileError(f"{path}: {what.get(found, repr(found))}, not {what[kind]}"
                                 + ("; the lesson's --step reads lesson runs only" if kind == "lesson" else ""))

@@ -9,6 +9,7 @@ This layer knows what a lesson is. Any violation is one SnapshotFileError line n
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,17 @@ import torch
 
 from nn_lesson.data import CLASSES, FEATURES
 from nn_lesson.hooks import SnapshotFileError
+from nn_lesson.lesson.run.settings import LessonConfig
 
-FLOAT, INT = "float", "int"
+# The kinds of number a lesson run holds, by the dtype torch computes with: the network is float32, so a float16
+# or float64 member would meet float32 weights in a matrix product; counters and labels are int64.
+FLOAT, INT, WIDE = "float32", "int64", "float64"
+KINDS = {torch.float32: FLOAT, torch.int64: INT, torch.float64: WIDE, torch.bool: "bool"}
 N_IN, N_OUT = len(FEATURES), len(CLASSES)
 
 
 def _kind(t: torch.Tensor) -> str:
-    return FLOAT if t.is_floating_point() else "bool" if t.dtype == torch.bool else INT
+    return KINDS.get(t.dtype, str(t.dtype).removeprefix("torch."))
 
 
 def check_lesson_record(path: str | Path, log, header: dict[str, Any], members: dict[str, torch.Tensor]) -> None:
@@ -37,7 +42,7 @@ def check_lesson_record(path: str | Path, log, header: dict[str, Any], members: 
         t = members[name]
         kinds = (kind,) if isinstance(kind, str) else kind
         if _kind(t) not in kinds:
-            raise bad(f"member {name!r} holds {t.dtype} values, expected {' or '.join(kinds)} numbers")
+            raise bad(f"member {name!r} holds {_kind(t)} values, expected {' or '.join(kinds)}")
         if len(shape) != t.dim() or any(want is not None and want != got for want, got in zip(shape, t.shape)):
             raise bad(f"member {name!r} has shape {tuple(t.shape)}, expected {_shape(shape)}")
         return t
@@ -48,8 +53,7 @@ def check_lesson_record(path: str | Path, log, header: dict[str, Any], members: 
     data = header.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("sha256"), str):
         raise bad("'data' must name the data file and its sha256")
-    if not isinstance(header.get("config"), dict):
-        raise bad("'config' must be an object of settings")
+    _check_config(bad, header.get("config"))
     if header.get("stopped") is not None and not isinstance(header.get("stopped"), str):
         raise bad("'stopped' must be a reason or null")
     n = len(names)
@@ -108,7 +112,7 @@ def check_lesson_columns(path: str | Path, log, n_train: int, hidden: int) -> No
         t = log.values(name)
         kinds = (kind,) if isinstance(kind, str) else kind
         if _kind(t) not in kinds:
-            raise bad(f"column {name!r} holds {t.dtype} values, expected {' or '.join(kinds)} numbers")
+            raise bad(f"column {name!r} holds {_kind(t)} values, expected {' or '.join(kinds)}")
         if t.dim() != 1 + len(row_shape) or not _fits(tuple(t.shape[1:]), row_shape):
             raise bad(f"column {name!r} rows have shape {tuple(t.shape[1:])}, expected {_shape(row_shape)}")
         return t
@@ -117,10 +121,12 @@ def check_lesson_columns(path: str | Path, log, n_train: int, hidden: int) -> No
         column(name, INT, ())
     column("loss", FLOAT, ())
     if "lr" in columns:
-        column("lr", FLOAT, ())
+        column("lr", (WIDE, FLOAT), ())
     inputs = column("inputs", FLOAT, (None, N_IN))
     batch = inputs.shape[1]
     column("outputs", FLOAT, (batch, N_OUT))
+    if "targets" not in columns:
+        raise bad("column 'targets' is missing")
     targets = column("targets", (INT, FLOAT), (batch,) if log.values("targets").dim() == 2 else (batch, N_OUT))
     if _kind(targets) == INT and not bool(((targets >= 0) & (targets < N_OUT)).all()):
         raise bad("targets must be 0 (PASS) or 1 (FAIL)")
@@ -134,6 +140,22 @@ def check_lesson_columns(path: str | Path, log, n_train: int, hidden: int) -> No
         column(name, FLOAT, (width,))
     column("act:hidden_act", FLOAT, (batch, hidden))
     column("act_grad:output", FLOAT, (batch, N_OUT))
+
+
+def _check_config(bad, config) -> None:
+    """The settings: exactly LessonConfig's fields, each of its type (a whole number may stand for a float)."""
+    if not isinstance(config, dict):
+        raise bad("'config' must be an object of settings")
+    defaults = {f.name: getattr(LessonConfig(), f.name) for f in fields(LessonConfig)}
+    for key, value in config.items():
+        if key not in defaults:
+            raise bad(f"unknown setting {key[:40]!r} in 'config'")
+        want = type(defaults[key])
+        ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise bad(f"setting {key!r} must be a {want.__name__}, not {str(value)[:40]!r}")
 
 
 def _fits(shape: tuple, want: tuple) -> bool:
