@@ -320,3 +320,15 @@ def test_python_objects_are_refused_as_objects(monkeypatch, tmp_path):
     with pytest.raises(SnapshotFileError, match="Python objects"):
         SnapshotLog.load(path)
     assert reads == []
+
+
+# ---- 5. every check before the work ----
+def test_a_logdir_that_is_a_dangling_symlink_is_refused_before_training(tmp_path):
+    os.symlink(tmp_path / "nowhere", tmp_path / "runs")
+    result = run_cli("--name", "n", "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert result.returncode == 2 and "does not exist" in result.stderr.strip().splitlines()[-1]
+    assert "training on" not in result.stdout and "Traceback" not in result.stderr
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / ".runs.nn-lesson-staging").exists()
+    os.mkdir(tmp_path / "nowhere")                                # the same name works once the link leads somewhere
+    again = run_cli("--name", "n", "--quiet", "--epochs", "1", "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr

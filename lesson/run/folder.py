@@ -57,6 +57,9 @@ def check_logdir(logdir: Path) -> None:
     on a read-only file system."""
     probe = logdir.absolute()
     while not probe.exists() and probe.parent != probe:
+        if probe.is_symlink():  # exists() is False for a link to nowhere: mkdir would fail only after training
+            raise RunDirError(f"log directory {logdir}: {probe} is a symbolic link to {os.readlink(probe)}, "
+                              "which does not exist")
         probe = probe.parent
     if not probe.is_dir():
         raise RunDirError(f"log directory {logdir}: {probe} is not a directory")
@@ -146,11 +149,13 @@ def write_run(claim: RunClaim, fill: Callable[[Path], None]) -> Path:
 def publish(claim: RunClaim) -> Path:
     """Move the finished folder into place. An existing run is replaced only when the user named it with
     --overwrite; if a folder appeared under the name meanwhile, the run goes to the next free name."""
-    (claim.staging / OWNER_FILE).unlink(missing_ok=True)
+    # The owner file goes only at the last moment: a staging folder that cannot be published keeps its owner,
+    # so the next run knows whether it is stale.
     target = claim.target
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and claim.overwrite:
         old = Path(tempfile.mkdtemp(prefix=f"{target.name}.replaced-", dir=claim.staging.parent))
+        (claim.staging / OWNER_FILE).unlink(missing_ok=True)
         os.rename(target, old / target.name)
         os.rename(claim.staging, target)
         shutil.rmtree(old)
@@ -164,5 +169,6 @@ def publish(claim: RunClaim) -> Path:
             target = claim.target.with_name(f"{claim.target.name}-{n}")
             n += 1
             continue
+        (claim.staging / OWNER_FILE).unlink(missing_ok=True)
         os.rename(claim.staging, target)  # replaces only the empty folder this process just made
         return target
