@@ -7,6 +7,7 @@ tab), never a traceback or a 500; non-finite numbers travel as JSON null."""
 import json
 import os
 import random
+import signal
 import shutil
 import zipfile
 from pathlib import Path
@@ -332,3 +333,19 @@ def test_a_logdir_that_is_a_dangling_symlink_is_refused_before_training(tmp_path
     os.mkdir(tmp_path / "nowhere")                                # the same name works once the link leads somewhere
     again = run_cli("--name", "n", "--quiet", "--epochs", "1", "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_the_bridge_keeps_what_it_captured_on_a_signal(tmp_path, sig, code):
+    from test_adversarial import start, wait_for_line
+    from nn_lesson.lesson.run.record import load_record
+    proc = start("bridge", "--epochs", "100000", "--name", "b", "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
+    wait_for_line(proc.stdout, r"^epoch +3/")
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and "writing what was captured" in err
+    log, record, members = load_record(tmp_path / "runs" / "b" / "snapshots.npz", "bridge")
+    assert len(log) > 0 and record["stopped"] == f"interrupted by {signal.Signals(sig).name}"
+    assert len(members["heldout_accuracy_by_epoch"]) >= 3                # the epochs it finished, and more
+    assert not list((tmp_path / ".runs.nn-lesson-staging").iterdir())

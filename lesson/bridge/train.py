@@ -70,6 +70,7 @@ class BridgeRun:
     hidden_start: torch.Tensor | None = None      # (N, hidden) the hidden layer on the held-out digits, untrained
     hidden_end: torch.Tensor | None = None        # the same after training
     epoch_end_steps: tuple[int, ...] = ()         # the optimizer step that ended each epoch
+    stopped: str | None = None                    # why training ended early ("interrupted by SIGTERM"), else None
 
     def save(self, path: str | Path) -> Path:
         """The snapshot file, with the bridge's settings and accuracies as its record."""
@@ -77,7 +78,7 @@ class BridgeRun:
                                          ("heldout_probabilities", self.probabilities),
                                          ("hidden_start", self.hidden_start), ("hidden_end", self.hidden_end))
                  if t is not None}
-        return save_record(path, self.log, {"kind": "bridge", "config": asdict(self.config)},
+        return save_record(path, self.log, {"kind": "bridge", "config": asdict(self.config), "stopped": self.stopped},
                            {"heldout_accuracy_by_epoch": torch.tensor(self.accuracy),
                             "train_accuracy_by_epoch": torch.tensor(self.train_accuracy), **extra})
 
@@ -140,31 +141,47 @@ def train_bridge(config: BridgeConfig, on_epoch: Callable[[int, float, float], N
     held_acc, train_acc, predictions, ends = [], [], [], []
     hidden_start = hidden_layer(net, x_held)
     started = time.perf_counter()
+
+    def evaluate(end_step: int) -> None:
+        """The held-out guesses and both accuracies now, as the end of an epoch (or of a stopped one)."""
+        model.eval()
+        with torch.no_grad():                           # no_grad forwards: not steps, not recorded
+            guesses = net(x_held).argmax(1)
+        predictions.append(guesses.cpu())
+        held_acc.append(float((guesses == y_held).float().mean()))
+        train_acc.append(accuracy(net, x_train, y_train))
+        ends.append(end_step)
+
+    def result(rec: Recorder, stopped: str | None = None) -> BridgeRun:
+        with torch.no_grad():
+            probabilities = net(x_held).softmax(1).cpu()
+        return BridgeRun(config, net, rec.log, held_acc, train_acc, (x_held.cpu(), y_held.cpu()),
+                         time.perf_counter() - started, rec.report().line(), rec.rank, torch.stack(predictions),
+                         probabilities, hidden_start, hidden_layer(net, x_held), tuple(ends), stopped)
+
     with Recorder(model, optimizer, loss_fn, steps_per_epoch=len(loader), policy=config.capture_policy()) as rec:
-        for epoch in range(config.epochs):
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            model.train()
-            for xb, yb in loader:          # the loop people write; nothing in it knows about rec
-                optimizer.zero_grad()
-                loss = loss_fn(model(xb), yb)
-                loss.backward()
-                optimizer.step()
-            model.eval()
-            with torch.no_grad():                           # no_grad forwards: not steps, not recorded
-                guesses = net(x_held).argmax(1)
-            predictions.append(guesses.cpu())
-            held_acc.append(float((guesses == y_held).float().mean()))
-            train_acc.append(accuracy(net, x_train, y_train))
-            ends.append(epoch_end_step(len(loader), epoch))
-            if on_epoch is not None:
-                on_epoch(epoch, train_acc[-1], held_acc[-1])
-    seconds = time.perf_counter() - started
-    with torch.no_grad():
-        probabilities = net(x_held).softmax(1).cpu()
-    return BridgeRun(config, net, rec.log, held_acc, train_acc, (x_held.cpu(), y_held.cpu()), seconds,
-                     rec.report().line(), rec.rank, torch.stack(predictions), probabilities, hidden_start,
-                     hidden_layer(net, x_held), tuple(ends))
+        try:
+            for epoch in range(config.epochs):
+                if sampler is not None:
+                    sampler.set_epoch(epoch)
+                model.train()
+                for xb, yb in loader:          # the loop people write; nothing in it knows about rec
+                    optimizer.zero_grad()
+                    loss = loss_fn(model(xb), yb)
+                    loss.backward()
+                    optimizer.step()
+                evaluate(epoch_end_step(len(loader), epoch))
+                if on_epoch is not None:
+                    on_epoch(epoch, train_acc[-1], held_acc[-1])
+        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: keep what was recorded, as the lesson does
+            steps = rec.report().steps
+            if len(rec.log) == 0 or steps == 0:
+                raise
+            if not ends or ends[-1] != steps - 1:
+                evaluate(steps - 1)   # the stopped epoch's guesses, after its last step
+            err.run = result(rec, f"interrupted by {err}" if str(err) else "interrupted")
+            raise
+    return result(rec)
 
 
 def epoch_end_step(steps_per_epoch: int, epoch: int) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nn_lesson.lesson.bridge.train import BridgeConfig, MissingExtra
 from nn_lesson.lesson.commands.claim import run_folder
+from nn_lesson.lesson.run.stopping import Stopped, exit_code, signals_deferred, stopping_by_signal
 
 
 def bridge_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -34,9 +35,22 @@ def bridge_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     writes = rank == 0 or args.every_rank
     if args.name is not None and rank > 0:
         args.name = f"{args.name}.rank{rank}"
-    claim = run_folder(parser, args, f"bridge_{config.optimizer}" + (f".rank{rank}" if rank else "")) if writes else None
+    # The heavy imports now, while a signal still simply ends the process (nothing claimed yet).
+    import nn_lesson.lesson.bridge.board  # noqa: F401
+    with stopping_by_signal():  # from the claim on, SIGINT / SIGTERM stop training and keep what was captured
+        claim = run_folder(parser, args, f"bridge_{config.optimizer}" + (f".rank{rank}" if rank else "")) if writes else None
+        try:
+            return train_and_write(args, config, rank, claim)
+        except Stopped as err:  # before training began, or after the run was written
+            if claim is not None:
+                claim.release()
+            print(f"nn-lesson bridge: stopped by {err}", file=sys.stderr)
+            return exit_code(err)
 
+
+def train_and_write(args: argparse.Namespace, config: BridgeConfig, rank: int, claim) -> int:
     from nn_lesson.lesson.board.events import EventWriter
+    from nn_lesson.lesson.board.serve import view_hint
     from nn_lesson.lesson.bridge.board import write_bridge_tensorboard
     from nn_lesson.lesson.bridge.train import train_bridge
     from nn_lesson.lesson.run.folder import write_run
@@ -46,25 +60,42 @@ def bridge_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         if not args.quiet and rank == 0:
             print(f"epoch {epoch + 1:>3}/{config.epochs}  accuracy: training {train:.1%}, held-out {held:.1%}",
                   flush=True)
+    code, stopped_by, run = 0, None, None
     try:
         run = train_bridge(config, progress)
     except MissingExtra as err:
+        if claim is not None:
+            claim.release()
         print(f"nn-lesson bridge: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # SIGINT / SIGTERM: what was captured is written as a complete run
+        stopped_by, run, code = err, getattr(err, "run", None), exit_code(err)
     except BaseException:
         if claim is not None:
             claim.release()
         raise
-    if claim is None:
-        return 0
 
     def fill(folder: Path) -> None:
         run.save(folder / SNAPSHOT_FILE)
         with EventWriter(folder) as events:
             write_bridge_tensorboard(events, run)
-    path = write_run(claim, fill)
-    print(f"held-out accuracy {run.accuracy[-1]:.1%} after {config.epochs} epochs, {run.seconds:.2f} s of training, "
+    with signals_deferred() as deferred:  # a signal now stops us after the run is complete, not halfway
+        if run is None or claim is None:
+            if claim is not None:
+                claim.release()
+            if stopped_by is not None:
+                print(f"nn-lesson bridge: stopped by {stopped_by or 'SIGINT'} before a step was recorded; nothing "
+                      "written", file=sys.stderr)
+            return code
+        if stopped_by is not None:
+            print(f"nn-lesson bridge: stopped by {stopped_by or 'SIGINT'} after {len(run.log)} recorded steps; "
+                  "writing what was captured", file=sys.stderr, flush=True)
+        path = write_run(claim, fill)
+    code = code or (128 + deferred.signum if deferred.signum else 0)
+    print(f"held-out accuracy {run.accuracy[-1]:.1%} after {len(run.accuracy)} epochs, {run.seconds:.2f} s of training, "
           f"{len(run.log)} steps recorded ({run.log.nbytes / max(1, len(run.log)):.0f} bytes per recorded step)")
     print(run.coverage)
-    print(f"run: {path}\nview it: tensorboard --logdir {args.logdir} --samples_per_plugin images=100000")
-    return 0
+    if run.stopped:
+        print(f"stopped early ({run.stopped}): the run holds what was recorded until then")
+    print(f"run: {path}\nview it:   {view_hint(args.logdir)}")
+    return code
