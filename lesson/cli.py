@@ -8,6 +8,7 @@ Run `nn-lesson --help`, `nn-lesson lab --help` or `nn-lesson bridge --help`. Exi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -73,6 +74,27 @@ def positive_int(text: str) -> int:
     return value
 
 
+def at_most(limit: int, why: str):
+    """positive_int, bounded before any memory is allocated for it: one line naming the bound and its reason."""
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit:,} ({why}), got {text}")
+        return value
+    return parse
+
+
+def threads(text: str) -> int:
+    cores = os.cpu_count() or 1
+    return at_most(cores, f"the {cores} cores of this machine")(text)
+
+
+# The bridge's bounds: its MLP 64-hidden-10 keeps every 10th step in full by default, 64 × hidden × 4 bytes of
+# weights, gradients and updates each; 4,096 hidden units is 1 MB a layer, and 10,000 epochs 230,000 steps.
+MAX_HIDDEN = 4096
+MAX_BRIDGE_EPOCHS = 10_000
+
+
 def add_run_folder_arguments(p: argparse.ArgumentParser, default_name: str) -> None:
     """--logdir, --name, --overwrite: the same for every command that writes a run."""
     p.add_argument("--logdir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
@@ -129,7 +151,7 @@ def lesson_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve", action="store_true",
                    help="after the run, start TensorBoard on 127.0.0.1 and print its address (Ctrl-C stops it)")
     p.add_argument("--port", type=port, help="port for --serve (default: a free one)")
-    p.add_argument("--threads", type=positive_int, metavar="N",
+    p.add_argument("--threads", type=threads, metavar="N",
                    help="torch intra-op threads (default: 1 for models this small: a tiny model slows up to "
                         "10× when its threads compete with another busy process)")
     return p
@@ -160,9 +182,11 @@ def bridge_parser() -> argparse.ArgumentParser:
                     "shipped inside scikit-learn) with the training loop people actually write.")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="default: adam")
     p.add_argument("--lr", type=learning_rate, help="learning rate (default: sgd 0.3, momentum 0.05, adam 0.003)")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs, metavar="N", help=f"default: {d.epochs}")
+    p.add_argument("--epochs", type=at_most(MAX_BRIDGE_EPOCHS, "a bridge run's bound"), default=d.epochs, metavar="N",
+                   help=f"default: {d.epochs}; at most {MAX_BRIDGE_EPOCHS:,}")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, metavar="N", help=f"default: {d.batch_size}")
-    p.add_argument("--hidden", type=positive_int, default=d.hidden, metavar="N", help=f"hidden units (default: {d.hidden})")
+    p.add_argument("--hidden", type=at_most(MAX_HIDDEN, "the bridge MLP's bound"), default=d.hidden, metavar="N",
+                   help=f"hidden units (default: {d.hidden}; at most {MAX_HIDDEN:,})")
     p.add_argument("--seed", type=seed, default=d.seed, metavar="S", help=f"default: {d.seed}")
     p.add_argument("--policy", default=d.policy,
                    help="what the Recorder keeps: full, every:K (every K-th step in full), stats or stats:K "
@@ -172,7 +196,7 @@ def bridge_parser() -> argparse.ArgumentParser:
                    help="under torchrun, every process writes its own run (NAME.rank<r>); by default only rank 0")
     add_run_folder_arguments(p, "bridge_<optimizer>, numbered when repeated")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
-    p.add_argument("--threads", type=positive_int, metavar="N",
+    p.add_argument("--threads", type=threads, metavar="N",
                    help="torch intra-op threads (default: 1 for models this small, under a million parameters: "
                         "a tiny model slows up to 10× when its threads compete with another busy process)")
     return p

@@ -75,7 +75,7 @@ def test_unnamed_runs_started_together_get_their_own_folders(tmp_path):
 
 def test_leftovers_of_a_killed_run_are_invisible_to_tensorboard_and_cleaned_by_the_next(tmp_path):
     logdir = tmp_path / "runs"
-    proc = start("--epochs", "1000000", "--quiet", "--name", "killed", "--logdir", str(logdir), cwd=tmp_path)
+    proc = start("--epochs", "30000", "--quiet", "--name", "killed", "--logdir", str(logdir), cwd=tmp_path)
     staging = tmp_path / ".runs.nn-lesson-staging" / "killed"
     deadline = time.monotonic() + 60
     while not staging.exists() and time.monotonic() < deadline:
@@ -92,7 +92,7 @@ def test_leftovers_of_a_killed_run_are_invisible_to_tensorboard_and_cleaned_by_t
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_during_training_keeps_a_complete_stopped_run(tmp_path, sig, code):
-    proc = start("--epochs", "1000000", "--name", "stopped", "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
+    proc = start("--epochs", "30000", "--name", "stopped", "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
     wait_for_line(proc.stdout, r"^epoch +1/")
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=180)
@@ -106,7 +106,7 @@ def test_a_signal_during_training_keeps_a_complete_stopped_run(tmp_path, sig, co
 
 
 def test_a_signal_while_writing_lets_the_write_finish(tmp_path):
-    proc = start("--epochs", "1000000", "--name", "w", "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
+    proc = start("--epochs", "30000", "--name", "w", "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
     wait_for_line(proc.stdout, r"^epoch +1/")
     proc.send_signal(signal.SIGINT)
     wait_for_line(proc.stderr, r"writing what was captured")

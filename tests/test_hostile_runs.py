@@ -349,3 +349,28 @@ def test_the_bridge_keeps_what_it_captured_on_a_signal(tmp_path, sig, code):
     assert len(log) > 0 and record["stopped"] == f"interrupted by {signal.Signals(sig).name}"
     assert len(members["heldout_accuracy_by_epoch"]) >= 3                # the epochs it finished, and more
     assert not list((tmp_path / ".runs.nn-lesson-staging").iterdir())
+
+
+def test_serve_on_a_taken_port_is_refused_before_training(tmp_path):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("--serve", "--port", str(port), "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert result.returncode == 2 and "already in use" in result.stderr.strip().splitlines()[-1]
+    assert "training on" not in result.stdout and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--epochs", "1000000000"], "at most 200,000"),
+    (["--epochs", "40000", "--batch-size", "1"], "240,000 steps"),
+    (["--threads", "100000000"], "cores of this machine"),
+    (["bridge", "--hidden", "100000000"], "at most 4,096"),
+    (["bridge", "--epochs", "1000000000"], "at most 10,000"),
+    (["bridge", "--threads", "100000000"], "cores of this machine"),
+])
+def test_sizes_are_bounded_before_any_allocation(tmp_path, args, words):
+    result = run_cli(*args, "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert result.returncode == 2 and words in result.stderr.strip().splitlines()[-1], result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()

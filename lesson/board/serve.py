@@ -30,6 +30,16 @@ def view_hint(logdir: Path) -> str:
     return f"{command} --logdir {logdir} --samples_per_plugin images=100000,text=100000"
 
 
+def port_is_free(port: int) -> bool:
+    """Can TensorBoard listen on 127.0.0.1:port? Asked before training, so a taken port costs no run."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ from pathlib import Path
 from nn_lesson.data import DataError, load_students
 from nn_lesson.lesson.commands.claim import run_folder
 from nn_lesson.lesson.run.folder import RunClaim
-from nn_lesson.lesson.run.settings import LessonConfig
+from nn_lesson.lesson.run.settings import LessonConfig, check_steps
 from nn_lesson.lesson.run.stopping import Stopped, exit_code, signals_deferred, stopping_by_signal
 from nn_lesson.lesson.story.escape import inert
 
@@ -32,6 +32,14 @@ def lesson_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     if config.batch_size > len(students.training()):
         parser.error(f"argument --batch-size: {config.batch_size} is larger than the "
                      f"{len(students.training())} training students")
+    too_long = check_steps(config.epochs, config.batch_size, len(students.training()))
+    if too_long:
+        parser.error(f"argument --epochs: {too_long}")
+    if args.serve and args.port is not None:
+        from nn_lesson.lesson.board.serve import port_is_free
+        if not port_is_free(args.port):
+            parser.error(f"argument --port: 127.0.0.1:{args.port} is already in use; choose another port, or leave "
+                         "--port out for a free one")
     # The heavy imports now, while a signal still simply ends the process (nothing claimed yet).
     import nn_lesson.lesson.board.lesson_run  # noqa: F401
     import nn_lesson.lesson.run.train  # noqa: F401
@@ -66,22 +74,23 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
     if not args.quiet:
         print(f"training on {len(students.training())} students for {config.epochs} epochs "
               f"(Ctrl-C stops early and keeps what was recorded)", flush=True)
-    code = 0
+    code, interrupted = 0, None
     try:
         record = train(config, students, on_epoch=progress)
     except Diverged as err:
         record, code = err.record, 3
         print(f"nn-lesson: {err}", file=sys.stderr)
     except KeyboardInterrupt as err:
-        record, code = getattr(err, "record", None), exit_code(err)
-        if record is None:
-            claim.release()
-            print("nn-lesson: stopped before training began; nothing written", file=sys.stderr)
-            return code
-        print(f"nn-lesson: stopped by {err} after {len(record.log)} steps; writing what was captured",
-              file=sys.stderr, flush=True)
+        record, code, interrupted = getattr(err, "record", None), exit_code(err), err
 
     with signals_deferred() as deferred:  # a signal now stops us after the run is complete, not halfway
+        if interrupted is not None:  # said inside the block: a second signal cannot cut the writing short
+            if record is None:
+                claim.release()
+                print("nn-lesson: stopped before training began; nothing written", file=sys.stderr)
+                return code
+            print(f"nn-lesson: stopped by {interrupted} after {len(record.log)} steps; writing what was captured",
+                  file=sys.stderr, flush=True)
         try:
             path = write_run(claim, lesson_files(record))
         except OSError as err:

@@ -12,6 +12,23 @@ from nn_lesson.models import ACTIVATIONS, StudentNet
 
 LOSSES = ("ce", "mse")
 INITS = ("lesson", "random")
+# The lesson records every number of every step and evaluates every student after each: past this many steps
+# a run stops being a lesson and its record stops being small (about 1 kB a step with the lesson's students).
+MAX_STEPS = 200_000
+
+
+def steps_of(epochs: int, batch_size: int, students: int) -> int:
+    """Optimizer steps of a run: one per batch, every epoch (the last batch of an epoch may be short)."""
+    return epochs * -(-students // batch_size)
+
+
+def check_steps(epochs: int, batch_size: int, students: int) -> str | None:
+    """Why this run is too long to record, or None."""
+    steps = steps_of(epochs, batch_size, students)
+    if steps <= MAX_STEPS:
+        return None
+    return (f"{epochs:,} epochs of {students} students in batches of {batch_size} are {steps:,} steps; a lesson run "
+            f"records at most {MAX_STEPS:,} (fewer --epochs, or `nn-lesson bridge` for long training)")
 
 
 @dataclass(frozen=True)
