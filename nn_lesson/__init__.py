@@ -3,7 +3,7 @@
 The repository's top-level folders install under this one name: nn_lesson.data, nn_lesson.models,
 nn_lesson.hooks and nn_lesson.lesson. The names most scripts need are here:
 
-    from nn_lesson import Recorder, SnapshotLog, StudentNet, load_students
+    from nn_lesson import Recorder, SnapshotLog, StudentNet, load_students, write_tensorboard
 
 They are imported on first use, so `python -m nn_lesson` can set up its signal handling before torch loads.
 """
@@ -16,6 +16,7 @@ _HOMES = {
     "Standardizer": "nn_lesson.data", "load_students": "nn_lesson.data",
     "CapturePolicy": "nn_lesson.hooks", "Recorder": "nn_lesson.hooks", "SnapshotFileError": "nn_lesson.hooks",
     "SnapshotLog": "nn_lesson.hooks", "StudentNet": "nn_lesson.models", "make_mlp": "nn_lesson.models",
+    "write_tensorboard": "nn_lesson.lesson.board.your_model",
 }
 __all__ = sorted(_HOMES)
 

@@ -142,13 +142,16 @@ def test_step_serves_the_snapshots_numbers(client, record, row):
 def test_bridge_runs_are_blocks_with_summary_numbers(client, logdir):
     from nn_lesson.hooks import SnapshotLog
     status, run = get(client, "run", run="bridge")
-    assert status == 200 and run["kind"] == "bridge" and run["message"].startswith("bridge runs:")
+    assert status == 200 and run["kind"] == "bridge" and run["message"].startswith("bridge run:")
     log = SnapshotLog.load(logdir / "bridge" / "snapshots.npz")
     status, step = get(client, "step", run="bridge", step="1")
-    assert status == 200 and [b["name"] for b in step["blocks"]] == list(run["params"])
+    modules = [layer["name"] for layer in run["layers"]]
+    assert status == 200 and [b["name"] for b in step["blocks"]] == modules
     assert step["loss"] == pytest.approx(float(log.loss[1]))
-    norm = float(log[1].before["0.weight"].double().norm())
-    assert step["blocks"][0]["summary"]["weight"]["norm"] == pytest.approx(norm, rel=1e-6)
+    first = log.param_names[0]                       # the first layer's weight, by its module path
+    norm = float(log[1].before[first].double().norm())
+    block = next(b for b in step["blocks"] if first.startswith(b["name"] + "."))
+    assert block["summary"]["weight"]["norm"] == pytest.approx(norm, rel=1e-6)
 
 
 @pytest.mark.parametrize("route", ROUTES)

@@ -301,8 +301,8 @@ class LessonPlugin(base_plugin.TBPlugin):
         return loaded["run_json"]
 
     def _step_json(self, loaded: dict, row: int) -> dict:
-        if loaded["kind"] == "bridge":
-            return _bridge_step(loaded["log"], row)
+        if loaded["kind"] != "lesson":
+            return {**_model_step(loaded["log"], row), "kind": loaded["kind"]}
         return _lesson_step(loaded, row)
 
 
@@ -342,18 +342,21 @@ def _jsonable(value):
 
 
 def _read_run(snapshot: Path) -> dict:
+    """A lesson run (its record), or any other recorded model: a bridge run, or a user's own log written by
+    write_tensorboard; told apart by the header alone."""
     from nn_lesson.hooks import SnapshotFileError, SnapshotLog
+    from nn_lesson.hooks.snapshot_file import read_snapshot_header
     from nn_lesson.lesson.run.record import RunRecord
     try:
+        record = read_snapshot_header(snapshot).get("record")
+        kind = record.get("kind") if isinstance(record, dict) else None
+        if kind != "lesson":
+            log = SnapshotLog.load(snapshot)
+            kind = "bridge" if kind == "bridge" else "model"
+            return {"kind": kind, "log": log, "run_json": _model_run(log, kind)}
         record = RunRecord.load(snapshot)
     except SnapshotFileError as err:
-        if "a bridge run" not in str(err):
-            raise BadRequest(f"run: {snapshot.name} cannot be read as a lesson run: {err}") from None
-        try:
-            log = SnapshotLog.load(snapshot)
-        except SnapshotFileError as err2:
-            raise BadRequest(f"run: {snapshot.name} cannot be read: {err2}") from None
-        return {"kind": "bridge", "log": log, "run_json": _bridge_run(log)}
+        raise BadRequest(f"run: {snapshot.name} cannot be read: {err}") from None
     except (OSError, ValueError) as err:
         raise BadRequest(f"run: {snapshot.name} cannot be read: {err}") from None
     return {"kind": "lesson", "log": record.log, "record": record, "run_json": _lesson_run(record),
@@ -475,7 +478,7 @@ def _lesson_step(loaded: dict, row: int) -> dict:
     }
 
 
-# ---- the bridge: layers as blocks with summary numbers ----
+# ---- any other model (the bridge, your own): layers as blocks with summary numbers ----
 def _summary(t) -> dict:
     t = t.double().flatten()
     if not t.numel():
@@ -484,26 +487,56 @@ def _summary(t) -> dict:
             "norm": _finite(float(t.norm())), "min": _finite(float(t.min())), "max": _finite(float(t.max()))}
 
 
-def _bridge_run(log) -> dict:
+def layers_of(log) -> list[dict]:
+    """The model's layers as the log names them, in the order the forward met them: each module path with its
+    parameters (name, shape) and whether its output (activation) was recorded."""
+    order: dict[str, dict] = {}
+    for layer in log.layers:
+        order.setdefault(layer, {"name": layer, "params": [], "output": True})
+    for p in log.params:
+        module, _, _ = p.name.rpartition(".")
+        order.setdefault(module, {"name": module, "params": [], "output": False})["params"].append(
+            {"name": p.name, "shape": list(p.shape)})
+    return list(order.values())
+
+
+KIND_MESSAGES = {
+    "bridge": "bridge run: the digits MLP; each layer is a block with the mean, std, norm, min and max of its "
+              "weights, gradients and update, and of its output",
+    "model": "your model (a SnapshotLog written with write_tensorboard): each layer, named by its module path, is "
+             "a block with the mean, std, norm, min and max of its weights, gradients and update, and of its output",
+}
+
+
+def _model_run(log, kind: str) -> dict:
     return {
-        "kind": "bridge", "steps": len(log), "step": log.step.tolist(), "epoch": log.epoch.tolist() if len(log) else [],
+        "kind": kind, "steps": len(log), "step": log.step.tolist(), "epoch": log.epoch.tolist() if len(log) else [],
         "loss": _tolist(log.loss) if len(log) and log.has("loss") else [],
-        "params": {p.name: list(p.shape) for p in log.params}, "layers": list(log.layers),
-        "message": ("bridge runs: the network has thousands of weights, so each layer is drawn as a block with "
-                    "summary numbers (mean, std, norm, min, max) of its weights, gradients and update"),
+        "params": {p.name: list(p.shape) for p in log.params}, "layers": layers_of(log),
+        "message": KIND_MESSAGES[kind],
     }
 
 
-def _bridge_step(log, row: int) -> dict:
+def _model_step(log, row: int) -> dict:
     snap = log[row]
     blocks = []
-    for p in log.params:
-        if p.name in snap.after:
-            parts = {"weight": _summary(snap.before[p.name]), "gradient": _summary(snap.grads[p.name]),
-                     "update": _summary(snap.update[p.name])}
-        else:
-            parts = {k.split(":", 1)[1]: {s: _finite(v) for s, v in d.items() if s != "hist"}
-                     for k, d in snap.stats.items() if k.startswith(p.name + ":")}
-        blocks.append({"name": p.name, "shape": list(p.shape), "summary": parts})
-    return {"kind": "bridge", "row": row, "step": snap.step, "epoch": snap.epoch,
+    for layer in layers_of(log):
+        parts = {}
+        for p in layer["params"]:
+            short = p["name"][len(layer["name"]) + 1:] if layer["name"] else p["name"]
+            if p["name"] in snap.after:
+                parts[short] = _summary(snap.before[p["name"]])
+                parts[f"{short} gradient"] = _summary(snap.grads[p["name"]])
+                parts[f"{short} update"] = _summary(snap.update[p["name"]])
+            else:  # a statistics-only log: the recorded statistics themselves
+                for key, stats in snap.stats.items():
+                    if key.startswith(p["name"] + ":"):
+                        parts[f"{short} {key.split(':', 1)[1]}"] = {s: _finite(v) for s, v in stats.items() if s != "hist"}
+        if layer["output"] and layer["name"] in snap.activations:
+            parts["output"] = _summary(snap.activations[layer["name"]])
+            if layer["name"] in snap.act_grads:
+                parts["output gradient"] = _summary(snap.act_grads[layer["name"]])
+        shape = layer["params"][0]["shape"] if layer["params"] else []
+        blocks.append({"name": layer["name"] or "(model)", "shape": shape, "summary": parts})
+    return {"kind": "model", "row": row, "step": snap.step, "epoch": snap.epoch,
             "loss": _finite(snap.loss) if snap.loss is not None else None, "blocks": blocks}

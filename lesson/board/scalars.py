@@ -20,6 +20,8 @@ from nn_lesson.hooks import SnapshotLog
 from nn_lesson.lesson.board.events import EventWriter, histogram_protos
 from nn_lesson.lesson.story.names import all_weight_names
 
+LESSON_LOSS_TAG = "1 loss/this step's students"
+BATCH_LOSS_TAG = "1 loss/this step's batch"
 # A tensor with at most this many numbers per step is shown as a per-step table, not as a histogram.
 SMALL_TENSOR = 64
 # Scalars are written for every step; histograms and images for at most this many (evenly spaced) steps,
@@ -58,7 +60,9 @@ def per_step_tags(log: SnapshotLog, lesson_names: bool) -> tuple[dict[str, np.nd
     """scalar tag -> (steps,) values, histogram tag -> (steps, ...) values; all from the log's tensors."""
     scalars: dict[str, np.ndarray] = {}
     if log.has("loss"):
-        scalars["1 loss/this step's students"] = log.loss.numpy()
+        scalars[LESSON_LOSS_TAG if lesson_names else BATCH_LOSS_TAG] = log.loss.numpy()
+    if log.has("lr") and not lesson_names:
+        scalars["1 loss/learning rate"] = log.values("lr").numpy()
     histograms: dict[str, np.ndarray] = {}
     if log.has("param_after"):
         for slot in log.params:
@@ -66,6 +70,8 @@ def per_step_tags(log: SnapshotLog, lesson_names: bool) -> tuple[dict[str, np.nd
             if slot.numel > SMALL_TENSOR:
                 histograms[f"weights/{slot.name}"] = after.numpy()
                 histograms[f"gradients/{slot.name}"] = grad.numpy()
+                if not lesson_names:
+                    histograms[f"updates/{slot.name}"] = (after - log.param(slot.name, "before")).numpy()
             scalars[f"3 weights/size of {slot.name}"] = norm(after).numpy()
             scalars[f"4 gradients/size of {slot.name}"] = norm(grad).numpy()
             scalars[f"5 updates/size of {slot.name}'s update"] = norm(after - log.param(slot.name, "before")).numpy()
@@ -108,3 +114,17 @@ def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = Tr
                 events.text(tag, markdown, step)
     for tag, (epochs, values) in (epoch_scalars or {}).items():
         events.series(tag, epochs, values)
+
+
+def write_log(events: EventWriter, log: SnapshotLog) -> None:
+    """Any model's log in the lesson's tag layout: from the full values when the log keeps them (every step or
+    every k-th), else from the statistics policy's rows (the loss and the update-to-weight ratio)."""
+    if log.has("param_after"):
+        write_scalars(events, log, lesson_names=False)
+        return
+    ratios = {name: update_to_weight_ratio(log, name).tolist() for name in log.param_names}
+    losses = log.loss.tolist() if log.has("loss") else None
+    for row, step in enumerate(log.step.tolist()):
+        scalars = {BATCH_LOSS_TAG: losses[row]} if losses is not None else {}
+        scalars.update({f"6 health/update-to-weight ratio {name}": r[row] for name, r in ratios.items()})
+        events.step(step, scalars)

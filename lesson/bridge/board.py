@@ -13,7 +13,7 @@ from nn_lesson.lesson.bridge.train import BridgeRun
 from nn_lesson.lesson.bridge.pages import accuracy_page, loop_page, optimizer_page
 from nn_lesson.lesson.board.events import EventWriter, png_image
 from nn_lesson.lesson.board.hparams import column_values, write_hparams as write_hparams_row
-from nn_lesson.lesson.board.scalars import update_to_weight_ratio, write_scalars
+from nn_lesson.lesson.board.scalars import write_log
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard.summary import pr_curve
 
@@ -40,15 +40,7 @@ def digit_grid(images: torch.Tensor, labels: torch.Tensor, predicted: torch.Tens
 
 
 def write_bridge_tensorboard(events: EventWriter, run: BridgeRun) -> None:
-    log = run.log
-    if log.has("param_after"):
-        write_scalars(events, log, lesson_names=False)
-    else:  # statistics only: the health check from the recorded statistics
-        ratios = {name: update_to_weight_ratio(log, name).tolist() for name in log.param_names}
-        for row, step in enumerate(log.step.tolist()):
-            scalars = {"1 loss/this step's batch": float(log.loss[row])}
-            scalars.update({f"6 health/update-to-weight ratio {name}": r[row] for name, r in ratios.items()})
-            events.step(step, scalars)
+    write_log(events, run.log)
     for e, (train, held) in enumerate(zip(run.train_accuracy, run.accuracy)):
         events.step(e + 1, {"2 accuracy/epoch: training digits": train, "2 accuracy/epoch: held-out digits": held})
     x, y = run.heldout

@@ -241,7 +241,7 @@ async function openRun(run, wanted = {}) {
   state.selected = null;
   state.hovered = null;
   message.textContent = info.stopped ? 'Training stopped early: ' + info.stopped : '';
-  if (info.kind === 'bridge') message.textContent = info.message;
+  if (info.kind !== 'lesson') message.textContent = info.message;
   document.getElementById('step-count').textContent = info.steps;
   document.getElementById('views').style.display = info.kind === 'lesson' ? '' : 'none';
   document.getElementById('mode-story').disabled = info.kind !== 'lesson';
@@ -363,7 +363,7 @@ function redraw() {
   const info = state.info, step = state.step;
   if (!info || !step) return;
   for (const v of Object.keys(VIEWS)) document.getElementById('view-' + v).className = state.view === v ? 'on' : '';
-  if (info.kind === 'bridge') {
+  if (info.kind !== 'lesson') {
     clearLessonPanels();
     drawBlocks(step);
   } else {
@@ -526,14 +526,19 @@ function drawCaption(step) {
   caption.textContent = parts.join('; ') + '.';
 }
 
-// A bridge run has no students, pages or decision map: nothing of a lesson run may stay on screen.
+// A bridge run or your own model has no students, pages or decision map: nothing of a lesson run may stay.
 function clearLessonPanels() {
-  document.getElementById('network-title').textContent = 'the layers';
+  const bridge = state.info.kind === 'bridge';
+  document.getElementById('network-title').textContent = `the layers of ${bridge ? 'the bridge MLP' : 'your model'}, by module path`;
   document.getElementById('network-compare').replaceChildren();
   document.getElementById('caption').textContent = '';
-  document.getElementById('students').replaceChildren(el('p', {}, 'Bridge runs train on batches of digits; the layers are on the left.'));
+  document.getElementById('students').replaceChildren(el('p', {}, bridge
+    ? 'Bridge runs train on batches of digits; the layers are on the left.'
+    : 'Your model trains on your batches; its layers are on the left.'));
   document.getElementById('page-title').textContent = 'the lesson page';
-  document.getElementById('page').replaceChildren(el('p', {}, 'The lesson pages belong to lesson runs; this bridge run has its own pages in the Text dashboard.'));
+  document.getElementById('page').replaceChildren(el('p', {}, bridge
+    ? 'The lesson pages belong to lesson runs; this bridge run has its own pages in the Text dashboard.'
+    : 'The lesson pages belong to lesson runs; the Scalars and Histograms dashboards hold this run too.'));
   document.getElementById('deep').replaceChildren();
   document.getElementById('decision').style.display = 'none';
   state.hovered = state.selected = null;
@@ -585,7 +590,7 @@ function drawCurve(row) {
   const W = 760, H = 150, pad = 50;
   const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, id: 'curve-svg'});
   const other = state.compareInfo && state.compareInfo.kind === 'lesson' ? state.compareInfo : null;
-  const lines = [[info.train_loss || losses, '#f97316', 3]];
+  const lines = [[info.train_loss || losses, '#f97316', 3]];  // a lesson: all training students; else the batches
   if (other) lines.push([other.train_loss, '#7c3aed', 2.5]);
   const finite = lines.flatMap(([v]) => v || []).concat(losses).filter((v) => v !== null && Number.isFinite(v));
   if (!finite.length) { document.getElementById('curve').replaceChildren(root); return; }
@@ -603,7 +608,7 @@ function drawCurve(row) {
   root.append(svg('line', {x1: x(row), x2: x(row), y1: 8, y2: H - 42, stroke: '#1e293b', 'stroke-dasharray': '3 3'}));
   const here = (info.train_loss || losses)[row];
   root.append(svg('circle', {cx: x(row), cy: y(here), r: 6, fill: '#1e293b', id: 'curve-marker'}));
-  const legend = info.kind === 'bridge' ? "loss of each step's batch"
+  const legend = info.kind !== 'lesson' ? "loss of each step's batch"
     : `loss on all training students after each step (● step ${info.step[row]}: ${fmt(here)})` + (other ? `; purple: ${state.compare}` : '');
   root.append(svg('text', {x: pad, y: H - 12, 'font-size': 19, fill: '#334155'}, legend));
   document.getElementById('curve').replaceChildren(root);

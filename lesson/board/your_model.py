@@ -1,0 +1,53 @@
+"""write_tensorboard: any SnapshotLog (your own model, recorded by the Recorder) as a TensorBoard run.
+
+    with Recorder(model, opt) as rec:
+        ...                                          # your loop
+    write_tensorboard(rec.log, "runs/my-convnet", hparams={"lr": 0.01})
+
+The run folder follows the CLI's rules: claimed before anything is written (an existing run is never
+overwritten), written aside and moved into place complete. It holds the log's `snapshots.npz` (the Lesson tab
+draws it as layer blocks, stepping like the lesson) and event files: the loss and lr per step, per-module
+histograms of weights, gradients, updates and activations named by module path, the size and
+update-to-weight ratio of each parameter, and an HParams row when hparams are given. Full and
+statistics-only logs alike (a statistics log has the loss and the ratios).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nn_lesson.hooks import SnapshotLog
+from nn_lesson.lesson.board.events import EventWriter
+from nn_lesson.lesson.board.scalars import write_log
+from nn_lesson.lesson.run.folder import claim_run, write_run
+from nn_lesson.lesson.run.record import SNAPSHOT_FILE
+
+FINAL_LOSS = "hparams/final loss"
+
+
+def write_tensorboard(log: SnapshotLog, run_dir: str | Path, hparams: dict[str, object] | None = None) -> Path:
+    """Write `log` as the run folder `run_dir` (its parent is the logdir to open in TensorBoard); returns the
+    folder. Refuses (RunDirError, a ValueError) a folder that exists or a logdir that cannot be written."""
+    run_dir = Path(run_dir)
+    claim = claim_run(run_dir.parent if str(run_dir.parent) else Path("."), run_dir.name, run_dir.name,
+                      overwrite=False)
+
+    def fill(folder: Path) -> None:
+        log.save(folder / SNAPSHOT_FILE)
+        with EventWriter(folder) as events:
+            write_log(events, log)
+            if hparams:
+                _write_hparams(events, log, hparams)
+    return write_run(claim, fill)
+
+
+def _write_hparams(events: EventWriter, log: SnapshotLog, hparams: dict[str, object]) -> None:
+    """One HParams row: the user's knobs (numbers, strings and booleans as TensorBoard takes them) and the
+    final loss."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+    knobs = {str(k): v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
+    metrics = {FINAL_LOSS: float(log.loss[-1])} if log.has("loss") and len(log) else {}
+    for summary in hparams_summary(knobs, metrics):
+        events.add(summary)
+    if metrics:
+        events.step(int(log.step[-1]), scalars=metrics)
