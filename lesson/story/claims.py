@@ -89,10 +89,14 @@ def overshoot(record: RunRecord) -> Claim:
              f"`--lr` than {record.config.lr:g} walks down steadily." if recovered else
              f" Try a smaller `--lr` than {record.config.lr:g}.")
     plain_after = f" It came down later, to {num(losses[-1])}." if recovered else ""
+    plain = (f"over epoch {worst + 1} the loss on all training students after the epoch went {num(losses[worst])} → "
+             f"{num(losses[worst + 1])} (×{ratios[worst]:.1f})" if rose else
+             f"the loss on all training students after the last epoch, {num(losses[-1])}, is above its start, "
+             f"{num(losses[0])}")
     return Claim(holds, f"**The learning rate is too high**: {evidence}. Steps this big overshoot the valley "
                         f"instead of walking down into it.{after}",
-                 f"**The learning rate is too high**: {evidence}. Its steps jump past the lowest point instead "
-                 f"of walking down to it.{plain_after}")
+                 f"**The learning rate is too high**: {plain}; the steps jump past the lowest point."
+                 f"{plain_after}")
 
 
 def not_trained(record: RunRecord) -> Claim:
@@ -127,8 +131,8 @@ def saturated(record: RunRecord) -> Claim:
     return Claim(holds, f"**The outputs are saturated**: every training student's log-odds is at least "
                         f"{float(margin.min()):.1f} in size, so each confidence rounds to 0% or 100% and "
                         "changing an input barely moves it; the recap on page 11 reads log-odds instead.",
-                 f"**The outputs are saturated**: the network is so sure of every training student that each "
-                 f"confidence rounds to 0% or 100% (its two scores differ by at least {float(margin.min()):.1f}).")
+                 f"**The outputs are saturated**: every training student gets 0% or 100% (scores at least "
+                 f"{float(margin.min()):.1f} apart).")
 
 
 def hidden_outputs_after_each_step(record: RunRecord) -> torch.Tensor:
@@ -168,7 +172,7 @@ def dead_units(record: RunRecord) -> Claim:
     return Claim(bool(dead), f"**Dead units**: {'; '.join(deep)}. Its input is never above 0, so no gradient "
                              f"flows through it and the weights into it stop changing (checked on all {n} "
                              "training students after every step).",
-                 f"**Dead units**: {'; '.join(plain)}, so it has stopped learning.")
+                 f"**Dead units**: {'; '.join(plain)}, so it stopped learning.")
 
 
 STRAIGHT_LINE_OFF = 2.0  # the real change and the first-order prediction this many times apart: overshooting
@@ -193,12 +197,13 @@ def overshooting_step(record: RunRecord, names: list[str], actual: torch.Tensor,
     a, p = actual.double(), predicted.double()
     gap = ((a.abs() + 1e-300).log() - (p.abs() + 1e-300).log()).abs().nan_to_num(float("inf"))
     worst = sorted(off.nonzero().flatten().tolist(), key=lambda i: -float(gap[i]))[:2]
-    cases = "; ".join(f"{md(names[i])}: {signed(predicted[i])} guessed, {signed(actual[i])} really" for i in worst)
+    cases = "; ".join(f"{md(names[i])}: {signed(predicted[i])} guessed, {signed(actual[i])} real" for i in worst)
+    case = cases.split("; ")[0]
     return Claim(bool(off.any()),
                  f"**The first-order picture fails here** ({cases}): the prediction −lr × (gᵢ · g) and the real change "
                  f"are more than {STRAIGHT_LINE_OFF:g}× apart, because the loss curves within a step this big. That "
                  "gap is **overshooting**.",
-                 f"The straight-line guess was more than {STRAIGHT_LINE_OFF:g}× off ({cases}): the step was too big "
+                 f"The straight-line guess was more than {STRAIGHT_LINE_OFF:g}× off ({case}): the step was too big "
                  "for the straight-line picture. That is **overshooting**.")
 
 
@@ -221,7 +226,9 @@ def overfitting(record: RunRecord) -> Claim:
                 f"from {num(train[low])} to {num(train[-1])}")
     return Claim(holds, f"**Overfitting**: {evidence}. The network is fitting the training students' details, not "
                         "a pattern that carries over; training for fewer epochs, or on more students, would help.",
-                 f"**Overfitting**: {evidence}. It is learning these students by heart instead of the pattern.")
+                 f"**Overfitting**: from epoch {first} to {last} the held-out loss rose, {num(held[low])} → "
+                 f"{num(held[-1])}, while the training loss fell, {num(train[low])} → {num(train[-1])}: it learns "
+                 "these students by heart.")
 
 
 def worse_than_guessing(record: RunRecord) -> Claim:

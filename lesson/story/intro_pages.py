@@ -22,20 +22,18 @@ def challenge(record: RunRecord) -> Page:
     epochs = int(log.epoch[-1]) + 1 if len(log) else 0
     n = len(record.names)
     story = (
-        "**Can a network learn who passes?** From three numbers per student (hours studied, hours slept, previous "
-        "score) a small network gives its **confidence** in **PASS** and in **FAIL**: how sure it is of each, as a "
-        "percentage. The larger one is its answer.\n\n"
-        f"It learns from **{n} students** and is tested on **{len(record.heldout_names)} it never sees**. Its "
-        "**loss** is one number for how wrong it is: 0 when it is sure of every right answer. Each **step** "
-        f"nudges its {n_weights + n_biases} numbers (weights) to lower the loss; the **learning rate**, here "
-        f"**{c.lr:g}**, sets how big a nudge is. An **epoch** is one pass over all {n} students: **{len(log)} "
-        f"steps** in **{epochs} epochs**."
+        "**Can a network learn who passes?** From hours studied, hours slept and previous score, a small network "
+        "gives its **confidence** in **PASS** and in **FAIL** (percentages; the larger is its answer). It learns "
+        f"from **{n} students**, then meets **{len(record.heldout_names)} new ones**.\n\n"
+        "Its **loss** measures how wrong it is (0: sure of every right answer). Each **step** nudges its "
+        f"{n_weights + n_biases} weights to lower the loss; the **learning rate**, here **{c.lr:g}**, sets the "
+        f"nudge's size. An **epoch** is one pass over all {n} students: **{len(log)} steps**, **{epochs} epochs**."
     )
     if record.stopped and not record.stopped.startswith("diverged"):
         story += f"\n\n**Training stopped early:** {md(record.stopped)}."
     claims = run_claims(record)
     if stated(claims):
-        story += "\n\n**What happened in this run:**\n\n" + stated(claims, plain=True)
+        story += "\n\n**What happened:**\n\n" + stated(claims, plain=True)
     loss = ("cross-entropy on two scores; softmax turns the scores into confidences that add up to 100%"
             if c.loss == "ce" else "mean squared error on two separate sigmoid outputs, the original lesson's setup")
     deep = (f"The network is 3 inputs → 4 hidden units → 2 outputs: **{n_weights} weights and {n_biases} biases**.\n\n"

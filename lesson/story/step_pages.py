@@ -89,10 +89,10 @@ def learns(record: RunRecord, k: int, chain_rule: str = "") -> Page:
     loss_all = record.train.loss_by_step
     story = (
         f"**Which way to nudge?** A weight's **gradient** says how fast the loss grows as that weight grows; "
-        f"`loss.backward()` works it out for every weight. For **{name}**: gradient = {products} = "
+        f"`loss.backward()` finds it for every weight. For **{name}**: gradient = {products} = "
         f"**{signed(grad[o, j])}** (the error at {('PASS', 'FAIL')[o]} times what h{j + 1} passed on).\n\n"
         f"**Adjust:** `weight_new = weight_old − lr × gradient` = {signed(before)} − {lr:g} × {signed(grad[o, j])} "
-        f"= **{signed(after)}**. Every weight moves this way at once.\n\n" + everyone_story(record, k, effect)
+        f"= **{signed(after)}**. Every weight moves at once.\n\n" + everyone_story(record, k, effect)
         + f"\n\nLoss on all {len(record.names)} training students: **{num(loss_all[k])}** before this step, "
           f"**{num(loss_all[k + 1])}** after it.")
     top = []
@@ -140,12 +140,12 @@ def everyone_story(record: RunRecord, k: int, effect: StepEffect) -> str:
              signed(change[i]), signed(effect.predicted_change[i]), label[i]] for i, n in enumerate(record.names)]
     helped_names = [md(n) for i, n in enumerate(record.names) if helped[i]]
     hurt_names = [md(n) for i, n in enumerate(record.names) if not helped[i]]
-    text = ("**What the step did to every student.** Helped means their loss fell. The straight-line guess is the "
-            "change the gradients predict if the loss were a straight slope:\n\n"
+    text = ("**What the step did to every student** (helped: their loss fell; the straight-line guess: the change "
+            "the gradients predict as if the loss were a straight slope):\n\n"
             + table(["student", "loss before", "loss after this step", "change", "straight-line guess", "helped?"], rows))
     if hurt_names:
         text += (f"\n\nThis step helped {', '.join(helped_names) or 'nobody'} and hurt {', '.join(hurt_names)}: the "
-                 "weights are shared, so pulling them towards one answer pulls everyone's.")
+                 "weights are shared.")
     else:
         text += "\n\nThis step helped every training student."
     off = overshooting_step(record, list(record.names), change, effect.predicted_change)
