@@ -43,7 +43,7 @@ def chain_rule_depth(record: RunRecord, k: int) -> str:
         f"Summed over the step's students: **{g:+.10f}** by hand; autograd recorded "
         f"**{float(snap.grads['hidden.weight'][0, 0]):+.10f}**.\n\n"
         f"**Check without calculus:** nudge the weight by ±ε = {FD_EPS:g} and watch the loss, in float64: "
-        f"(L(w + ε) − L(w − ε)) / 2ε = {fd:+.10f}, against {g:+.10f} by hand. Relative error "
+        f"(L(w + ε) − L(w − ε)) / 2ε = {fd:+.12f}, against {g:+.12f} by hand. Relative error "
         f"|a − b| / max(|a|, |b|) = {rel:.1e}: they {verdict}.\n\n"
         "**Every parameter's gradient, by hand and by autograd.** The hand sums run in float64 (about 16 "
         "significant digits), autograd in float32 (about 7), so the two agree to float32's precision but rarely "
