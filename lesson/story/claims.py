@@ -172,7 +172,7 @@ def dead_units(record: RunRecord) -> Claim:
     return Claim(bool(dead), f"**Dead units**: {'; '.join(deep)}. Its input is never above 0, so no gradient "
                              f"flows through it and the weights into it stop changing (checked on all {n} "
                              "training students after every step).",
-                 f"**Dead units**: {'; '.join(plain)}, so it stopped learning.")
+                 f"**Dead units**: {'; '.join(plain)}, so {'it' if len(dead) == 1 else 'they'} stopped learning.")
 
 
 STRAIGHT_LINE_OFF = 2.0  # the real change and the first-order prediction this many times apart: overshooting

@@ -44,7 +44,8 @@ def meets(record: RunRecord, k: int) -> Page:
              + f"\n\nIt got **{int(right.sum())} of {len(rows)}** right.\n\n**How wrong, as one number: the loss.** "
              + " ".join(losses) + mean + f" Loss of this step's students: **{num(snap.loss)}**.")
     hidden = ", ".join(f"h{j + 1} {num(v)}" for j, v in enumerate(snap.activations["hidden_act"][0]))
-    deep = (f"What the network really sees: the standardised inputs (first student of the step) "
+    whose = f"{md(students[0])}'s" if len(students) == 1 else f"the first student's, {md(students[0])}'s,"
+    deep = (f"What the network really sees: {whose} standardised inputs "
             + ", ".join(f"{t} {signed(v)}" for t, v in zip(INPUT_LABELS, snap.inputs[0]))
             + f". The hidden units light up: {hidden}.")
     if record.config.loss == "ce":
