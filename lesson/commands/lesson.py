@@ -65,7 +65,7 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
     if not args.quiet:
         print(f"training on {len(students.training())} students for {config.epochs} epochs "
               f"(Ctrl-C stops early and keeps what was recorded)", flush=True)
-    code = 0
+    code, stopped_note = 0, ""
     try:
         record = train(config, students, on_epoch=progress)
     except Diverged as err:
@@ -77,10 +77,11 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
             claim.release()
             print("nn-lesson: stopped before training began; nothing written", file=sys.stderr)
             return code
-        print(f"nn-lesson: stopped by {err} after {len(record.log)} steps; writing what was captured",
-              file=sys.stderr, flush=True)
+        stopped_note = f"nn-lesson: stopped by {err} after {len(record.log)} steps; writing what was captured"
 
     with signals_deferred() as deferred:  # a signal now stops us after the run is complete, not halfway
+        if stopped_note:  # said only once signals are deferred: a second signal right after it waits for the write
+            print(stopped_note, file=sys.stderr, flush=True)
         try:
             path = write_run(claim, lesson_files(record))
         except OSError as err:

@@ -135,16 +135,32 @@ def saturated(record: RunRecord) -> Claim:
                  f"{float(margin.min()):.1f} apart).")
 
 
-def hidden_outputs_after_each_step(record: RunRecord) -> torch.Tensor:
-    """(rows + 1, students, units): each hidden unit's output for every training student, under the starting
-    weights (row 0) and the weights after each recorded step (row s + 1)."""
+CHUNK = 1 << 20  # hidden outputs worked out at a time: memory bounded by this, never by steps × students
+
+
+def last_fired(record: RunRecord, units: list[int]) -> dict[int, int | None]:
+    """For each of `units`: the last state in which it gave a non-zero output for some training student, as a
+    row of [starting weights, after step 0, after step 1, ...] (None: in none of them). Walked backwards from
+    the end in chunks of steps, and stops as soon as every unit has been seen firing."""
     log, x = record.log, record.scaler(record.training.features)
     w = torch.cat([record.initial["hidden.weight"][None], log.param("hidden.weight", "after")]) if len(log) else \
         record.initial["hidden.weight"][None]
     b = torch.cat([record.initial["hidden.bias"][None], log.param("hidden.bias", "after")]) if len(log) else \
         record.initial["hidden.bias"][None]
-    with torch.no_grad():
-        return record.model.hidden_act(torch.einsum("si,rui->rsu", x, w) + b[:, None, :])
+    found: dict[int, int | None] = {j: None for j in units}
+    per_chunk = max(1, CHUNK // max(1, x.shape[0] * w.shape[1]))
+    end = w.shape[0]
+    while end > 0 and any(v is None for v in found.values()):
+        start = max(0, end - per_chunk)
+        with torch.no_grad():
+            fires = (record.model.hidden_act(torch.einsum("si,rui->rsu", x, w[start:end]) + b[start:end, None, :])
+                     != 0).any(1)                                      # (rows in chunk, units)
+        for j in units:
+            rows = fires[:, j].nonzero().flatten()
+            if found[j] is None and len(rows):
+                found[j] = start + int(rows[-1])
+        end = start
+    return found
 
 
 def dead_units(record: RunRecord) -> Claim:
@@ -152,19 +168,19 @@ def dead_units(record: RunRecord) -> Claim:
     the step after which it never fired again for anyone."""
     if not finite_run(record):
         return Claim(False, "")
-    fires = (hidden_outputs_after_each_step(record) != 0).any(1)   # (rows + 1, units): fires for someone
+    final = record.final()
+    with torch.no_grad():
+        post = record.model.hidden_act(record.scaler(record.training.features) @ final["hidden.weight"].T
+                                       + final["hidden.bias"])
+    dead = [j for j in range(post.shape[1]) if bool((post[:, j] == 0).all())]
     steps = record.log.step.tolist()
-    dead, plain, deep = [], [], []
-    for j in range(fires.shape[1]):
-        if bool(fires[-1, j]):
-            continue
-        alive = fires[:, j].nonzero().flatten()
-        dead.append(j)
-        if len(alive) == 0:
+    plain, deep = [], []
+    for j, row in last_fired(record, dead).items():
+        if row is None:
             plain.append(f"h{j + 1} has given 0 for every training student from the start")
             deep.append(f"h{j + 1} is 0 for every training student under the starting weights and after every step")
         else:
-            died = steps[int(alive[-1])]  # row r holds the weights after step r - 1: step r is the one that killed it
+            died = steps[min(row, len(steps) - 1)]  # row r: the weights after step r - 1, so step r killed it
             plain.append(f"h{j + 1} has given 0 for every training student since step {died}")
             deep.append(f"h{j + 1} last fired for some training student before step {died}; after step {died} it is "
                         "0 for all of them to the end")
