@@ -103,3 +103,9 @@ def test_each_loss_figure_has_one_name(both_prints):
 def test_the_plugins_shim_gives_each_pages_story(teaching_runs):
     record, pages = teaching_runs["default"]
     assert lesson_steps(record) == [(t, p.story) for t, p in pages.items()]
+
+
+def test_help_explains_deep(tmp_path):
+    help_text = " ".join(run_cli("--help", cwd=tmp_path).stdout.split())
+    assert "--deep print every page with its 'under the hood' section" in help_text
+    assert "nn-lesson --deep" in help_text

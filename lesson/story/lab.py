@@ -89,6 +89,6 @@ def lab_page(records: list[RunRecord]) -> tuple[str, str]:
     return "the learning-rate lab", (
         "The same network, data and starting weights, trained with different learning rates (every other "
         "setting equal). Each verdict is chosen by a check on that run's numbers, beside the lab's other runs:\n\n"
-        + table(["lr", "loss before", "loss after", "after, against the lab's lowest", "training students right",
-                 "verdict"], rows)
+        + table(["lr", "loss on all training students before training", "after the last epoch",
+                 "against the lab's lowest", "training students right", "verdict"], rows)
         + "\n\n" + explained + "".join("\n\n" + b for b in best))
