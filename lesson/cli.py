@@ -106,11 +106,12 @@ EXAMPLES = """\
 examples:
   nn-lesson                              the lesson: lr 0.5, cross-entropy, the lesson's starting weights
   nn-lesson --loss mse --name seed-mse   the seed lesson's two sigmoids + MSE, to compare with the default
+  nn-lesson --deep                       the same lesson, each page followed by what is under its hood
   nn-lesson --lr 0.05 --epochs 200       a slower learner
   nn-lesson --data my_class.csv          your own students (columns: name,hours_studied,hours_slept,
                                          previous_score,label[,split]; label PASS/FAIL or 1/0)
   nn-lesson lab --lr 0.01 0.5 5          three runs side by side and a page comparing them: too slow, good,
-                                         overshooting (see lab --help)
+                                         overshoots (see lab --help)
   nn-lesson bridge --optimizer momentum  the same hooks on real digits, DataLoader and all (needs the
                                          'bridge' extra: pip install 'nn-lesson[bridge]'); see bridge --help
   torchrun --nproc_per_node 2 -m nn_lesson bridge
@@ -144,7 +145,11 @@ def lesson_parser() -> argparse.ArgumentParser:
     p.add_argument("--shuffle", action="store_true", help="shuffle students every epoch (default: CSV order)")
     p.add_argument("--data", type=Path, metavar="CSV", help="students CSV (default: the lesson's six + held-out)")
     add_run_folder_arguments(p, "lr, loss and activation, e.g. lr0.5-ce-sigmoid, numbered when repeated")
-    p.add_argument("--quiet", action="store_true", help="don't print the lesson's steps while it runs")
+    p.add_argument("--quiet", action="store_true", help="don't print the lesson's pages after the run")
+    p.add_argument("--deep", action="store_true",
+                   help="print every page with its 'under the hood' section: each student's own gradient and the "
+                        "straight-line prediction, the chain rule by hand with a finite-difference check, log-odds, "
+                        "the straight-line baseline, float precision (default: the 11 short story pages only)")
     p.add_argument("--step", type=int, metavar="N",
                    help="print step N of a saved run (with --snapshot) instead of training")
     p.add_argument("--snapshot", type=Path, metavar="PATH", help="a snapshots.npz, or a run folder holding one")
@@ -202,13 +207,24 @@ def bridge_parser() -> argparse.ArgumentParser:
     return p
 
 
+LAB_EXAMPLE = """\
+example:
+  nn-lesson lab --lr 0.01 0.5 5          verdicts: too slow, good, overshoots (and lr 5, too high, ends
+                                         with the lowest loss: the page tells with its epochs how)
+"""
+
+
 def lab_parser() -> argparse.ArgumentParser:
     d = LessonConfig()
     p = argparse.ArgumentParser(
         prog="nn-lesson lab",
         description="The learning-rate lab: train the lesson once per learning rate into one log directory "
-                    "(runs NAME-lr<LR>-...), then write a page comparing them with numbers: too slow, good, "
-                    "overshooting, diverged. Open TensorBoard on the log directory to see them side by side.")
+                    "(runs NAME-lr<LR>-...), then write a page comparing them with numbers. Each run's verdict is "
+                    "relative to the lab's own runs: too slow (ended 10x or more above the lab's lowest loss, "
+                    "still above a tenth of its start), good, overshoots (the loss rose more than 1.5x over an "
+                    "epoch, or ended above its start), diverged. Open TensorBoard on the log directory to see "
+                    "them side by side.",
+        epilog=LAB_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lr", type=learning_rate, nargs="+", action="append", required=True, metavar="LR",
                    help="learning rates to compare, e.g. --lr 0.01 0.5 5")
     p.add_argument("--epochs", type=positive_int, default=d.epochs, metavar="N", help=f"default: {d.epochs}")

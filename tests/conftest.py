@@ -65,3 +65,32 @@ def need_program(name: str) -> str:
             pytest.fail(f"{name} is not installed; .ci/run must install it")
         pytest.skip(f"{name} is not installed (apt-get install {name})")
     return path
+
+
+# The runs that the teaching and story tests read: each claim is true on some of them and false on others.
+TEACHING_MATRIX = {
+    "default": {},
+    "lr 0.001": {"lr": 0.001},
+    "lr 5": {"lr": 5.0},
+    "lr 50": {"lr": 50.0},
+    "lr 1e30 relu": {"lr": 1e30, "activation": "relu"},
+    "relu random seed 7": {"activation": "relu", "init": "random", "seed": 7},
+    "tanh": {"activation": "tanh"},
+    "mse": {"loss": "mse"},
+    "batch 3": {"batch_size": 3},
+}
+
+
+@pytest.fixture(scope="session")
+def teaching_runs():
+    """name -> (record, {title: Page}) for every run of TEACHING_MATRIX, trained once per session."""
+    from nn_lesson.lesson.run.train import Diverged
+    from nn_lesson.lesson.story.pages import lesson_pages
+    out = {}
+    for name, settings in TEACHING_MATRIX.items():
+        try:
+            record = train(LessonConfig(**settings))
+        except Diverged as err:
+            record = err.record
+        out[name] = (record, {p.title: p for p in lesson_pages(record)})
+    return out

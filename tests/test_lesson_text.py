@@ -8,7 +8,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nn_lesson.lesson.board.lesson_run import page_tag
 from nn_lesson.lesson.run.record import RunRecord
-from nn_lesson.lesson.story.pages import lesson_steps
+from nn_lesson.lesson.run.settings import build_loss, build_model
+from nn_lesson.lesson.story.pages import lesson_pages
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +19,12 @@ def saved(written_run):
     acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
     acc.Reload()
     pages = {t: acc.Tensors(t)[0].tensor_proto.string_val[0].decode() for t in acc.Tags()["tensors"]
-             if t.startswith("lesson/")}
+             if t.startswith(("lesson/", "under the hood/"))}
     return record, pages, stdout
 
 
-def page(pages, prefix):
-    return next(text for tag, text in pages.items() if tag.startswith(f"lesson/{prefix}"))
+def page(pages, prefix, group="lesson"):
+    return next(text for tag, text in pages.items() if tag.startswith(f"{group}/{prefix}"))
 
 
 def test_sarahs_confidence_is_the_softmax_in_the_file(saved):
@@ -64,11 +65,57 @@ def test_heldout_predictions_are_in_the_file(saved):
         assert m.group(4) == ("PASS", "FAIL")[int(record.held_out.labels[i])]
 
 
+def step_zero_in_float64(record):
+    """A plain StudentNet in float64 with step 0's weights before it, and step 0's loss on its students."""
+    snap = record.log[0]
+    net = build_model(record.config).double()
+    net.load_state_dict({n: t.double() for n, t in snap.before.items()})
+    targets = snap.targets if record.config.loss == "ce" else snap.targets.double()
+    return net, lambda: build_loss(record.config)(net(snap.inputs.double()), targets)
+
+
 def test_chain_rule_page_agrees_with_backward(saved):
-    _, pages, _ = saved
-    rows = re.findall(r"\| ([\w.]+) \| (yes|no) \| (yes|no) \| ([\d.e+-]+) \|", page(pages, "12"))
-    assert {r[0] for r in rows} >= {"hidden.weight", "hidden.bias", "output.weight", "output.bias"}
-    assert all(r[2] == "yes" and float(r[3]) < 1e-6 for r in rows)
+    """Every parameter's gradient printed on page 05's depth, 'by hand', against backward() run here in float64;
+    the 'autograd' column against the gradient in the snapshot file."""
+    record, pages, _ = saved
+    net, loss = step_zero_in_float64(record)
+    loss().backward()
+    own = {name: p.grad for name, p in net.named_parameters()}
+    from nn_lesson.lesson.story.names import all_weight_names
+    rows = {r[0]: (float(r[1]), float(r[2])) for r in
+            re.findall(r"^\| ([^|]+?) \| ([+-][\d.]+e[+-]\d+) \| ([+-][\d.]+e[+-]\d+) \| [\d.e+-]+ \|$",
+                       page(pages, "05", "under the hood"), re.M)}
+    checked = 0
+    for name, grad in own.items():
+        for idx, label in all_weight_names(name, tuple(grad.shape)):
+            hand, autograd = rows[label]
+            assert hand == pytest.approx(float(grad[idx]), rel=1e-7, abs=1e-12), label
+            assert autograd == pytest.approx(float(record.log[0].grads[name][idx]), rel=1e-7, abs=1e-12), label
+            checked += 1
+    assert checked == 26
+
+
+def test_chain_rule_page_checks_by_finite_differences(saved):
+    """The centred difference and the hand value printed for studied→h1, against a centred difference and a
+    backward() worked out here in float64, not against the page's own verdict."""
+    record, pages, _ = saved
+    text = page(pages, "05", "under the hood")
+    m = re.search(r"±ε = ([\d.e+-]+) .*?/ 2ε = ([+-][\d.]+), against ([+-][\d.]+) by hand", text)
+    eps, shown_fd, shown_hand = float(m.group(1)), float(m.group(2)), float(m.group(3))
+    net, loss = step_zero_in_float64(record)
+    w = net.hidden.weight
+    with torch.no_grad():
+        w[0, 0] += eps
+        up = float(loss())
+        w[0, 0] -= 2 * eps
+        down = float(loss())
+        w[0, 0] += eps
+    fd = (up - down) / (2 * eps)
+    loss().backward()
+    # 12 decimals: tight enough that the hand value written in place of the difference (they differ by ~3e-11) fails
+    assert shown_fd == pytest.approx(fd, abs=2e-12)
+    assert shown_hand == pytest.approx(float(w.grad[0, 0]), abs=2e-12)
+    assert fd == pytest.approx(float(w.grad[0, 0]), rel=1e-6)   # the check itself holds
 
 
 def test_terminal_prints_the_same_numbers(saved):
@@ -80,11 +127,13 @@ def test_terminal_prints_the_same_numbers(saved):
 
 def test_steps_regenerate_identically_from_the_loaded_file(saved):
     record, pages, _ = saved
-    again = dict(lesson_steps(record))
-    assert len(again) == 12  # the 11 steps and the chain rule
-    assert {page_tag(title) for title in again} == set(pages)
-    for title, text in again.items():
-        assert pages[page_tag(title)] == text
+    again = lesson_pages(record)
+    assert [p.title[:2] for p in again] == [f"{k:02d}" for k in range(1, 12)]
+    tags = {page_tag(p.title): p.story for p in again}
+    tags.update({page_tag(p.title, "under the hood"): p.deep for p in again if p.deep})
+    assert set(tags) == set(pages)
+    for tag, text in tags.items():
+        assert pages[tag] == text
 
 
 def test_what_it_learned_says_when_a_pattern_is_missing():
@@ -100,5 +149,5 @@ def test_what_it_learned_says_when_a_pattern_is_missing():
             slot = log.slot("hidden.weight")
             w = col[-1, slot.offset: slot.offset + 12].view(4, 3)
             w[:, 0] = -5 * w[:, 0].sign() * log[-1].after["output.weight"][0].sign()
-    title, text = what_it_learned(record)
+    text = what_it_learned(record).story
     assert "did not fully appear" in text and "more study did **not** raise" in text

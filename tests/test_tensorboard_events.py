@@ -40,7 +40,9 @@ def test_every_dashboard_has_its_tags(events, log):
     assert len(events.Images(GRAPH_TAG)) == 1                    # torchviz, rendered by dot
     assert tags["graph"] is True                                 # add_graph
     text = [t for t in tags["tensors"] if t.startswith("lesson/")]
-    assert len(text) == 12 and text[0] == "lesson/01 the challenge"
+    assert len(text) == 11 and text[0] == "lesson/01 the challenge"                  # the story
+    deep = [t.split("/", 1)[1] for t in tags["tensors"] if t.startswith("under the hood/")]
+    assert deep and set(deep) <= {t.split("/", 1)[1] for t in text}                  # its depth, page by page
     assert set(events.PluginTagToContent("hparams")) >= {"_hparams_/experiment", "_hparams_/session_start_info"}
     assert "custom_scalars__config__" in events.PluginTagToContent("custom_scalars")
 
@@ -53,7 +55,7 @@ def test_a_learners_sidebar_has_about_a_dozen_groups(events):
     every = tags["scalars"] + tags["images"] + tags["histograms"] + tags["tensors"]
     groups = {t.split("/", 1)[0] for t in every if not t.startswith(("_hparams_", "custom_scalars"))}
     assert groups == {"1 loss", "2 accuracy", "3 weights", "4 gradients", "5 updates", "6 health", "hparams",
-                      "0 the network", "lesson", "tables"}
+                      "0 the network", "lesson", "under the hood", "tables"}
     assert len(tags["scalars"]) <= 30
     assert not [t for t in tags["scalars"] if "→" in t or "bias bias" in t or "[" in t]
 

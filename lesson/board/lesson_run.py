@@ -1,5 +1,6 @@
 """Everything the lesson writes to TensorBoard for one run: scalars and histograms (tensorboard_scalars),
-the network diagram at every step, the 11 steps as text, the torchviz graph, add_graph, hparams and a
+the network diagram at every step, the 11 pages as text (the story under `lesson/`, its depth under
+`under the hood/`), the torchviz graph, add_graph, hparams and a
 custom-scalars layout."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from nn_lesson.lesson.story.decision_map import decision_grid
 from nn_lesson.lesson.story.escape import md, terminal
 from nn_lesson.lesson.story.names import all_weight_names
 from nn_lesson.lesson.story.numbers import num
-from nn_lesson.lesson.story.pages import lesson_steps
+from nn_lesson.lesson.story.pages import lesson_pages
 
 DIAGRAM_TAG = "0 the network/1 at this step"
 # A diagram per step up to this many steps (the default lesson has 360); evenly spaced steps beyond.
@@ -105,10 +106,13 @@ def custom_layout() -> dict:
     }
 
 
-def page_tag(title: str) -> str:
+def page_tag(title: str, group: str = "lesson") -> str:
     """A page's tag: its title as plain, inert text (a student's name may be in it), with no '/' that would
-    start a new sidebar group."""
-    return "lesson/" + terminal(title).replace("/", "\u2215")
+    start a new sidebar group. The story is under `lesson/`, the depth under `under the hood/`: two groups."""
+    return f"{group}/" + terminal(title).replace("/", "\u2215")
+
+
+DEEP_GROUP = "under the hood"
 
 
 def evaluation_scalars(record: RunRecord) -> dict[str, object]:
@@ -143,8 +147,10 @@ def write_lesson_tensorboard(events: EventWriter, record: RunRecord) -> None:
     frames = diagram_frames(record) if len(log) else None
     write_scalars(events, log, row_scalars=evaluation_scalars(record), epoch_scalars=epoch_scalars(record),
                   images=frames, image_steps=MAX_DIAGRAMS, texts=step_tables(record) if len(log) else None)
-    for title, markdown in lesson_steps(record):
-        events.text(page_tag(title), markdown)
+    for page in lesson_pages(record):
+        events.text(page_tag(page.title), page.story)
+        if page.deep:
+            events.text(page_tag(page.title, DEEP_GROUP), page.deep)
     if len(log):
         graph = autograd_graph(record, 0)
         if graph.png is not None:

@@ -365,10 +365,10 @@ def _read_run(snapshot: Path) -> dict:
 
 # ---- the lesson run ----
 def page_rows(record, n_pages: int) -> list[int]:
-    """The recorded row each of the lesson's pages is about: 01-03 and the chain rule the first step, 04/05
-    step 0, 06/07 step 1, 08/09 step 2, 10/11 the last step."""
+    """The recorded row each of the lesson's pages is about: 01-03 the first step, 04/05 step 0, 06/07 step 1,
+    08/09 step 2, 10/11 the last step."""
     last = max(len(record.log) - 1, 0)
-    rows = [0, 0, 0, 0, 0, 1, 1, 2, 2, last, last, 0]
+    rows = [0, 0, 0, 0, 0, 1, 1, 2, 2, last, last]
     return [min(r, last) for r in (rows + [0] * n_pages)[:n_pages]]
 
 

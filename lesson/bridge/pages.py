@@ -13,7 +13,7 @@ LOOP_MAP = [
     ("optimizer.zero_grad()", "forget the last step's blame", "(between 5 and 6)"),
     ("out = model(xb)", "the network's guess", "4/6/8 the network meets ..."),
     ("loss = loss_fn(out, yb)", "how wrong", "5/7/9 the error"),
-    ("loss.backward()", "which weights to blame (the chain rule)", "5/7/9 the gradient; 12 the chain rule"),
+    ("loss.backward()", "which weights to blame (the chain rule)", "5/7/9 the gradient; 05 under the hood: the chain rule"),
     ("optimizer.step()", "adjust: new = old − lr × gradient (plain SGD)", "5/7/9 the worked update"),
     ("model.eval(); accuracy(held-out)", "the final test on unseen examples", "10 the final test"),
 ]

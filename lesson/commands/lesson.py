@@ -58,8 +58,7 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
     from nn_lesson.lesson.run.folder import write_run
     from nn_lesson.lesson.run.record import SNAPSHOT_FILE
     from nn_lesson.lesson.run.train import Diverged, train
-    from nn_lesson.lesson.story.pages import lesson_steps
-    from nn_lesson.lesson.story.terminal import page
+    from nn_lesson.lesson.story.pages import lesson_pages
 
     every, last_print = max(1, config.epochs // 10), [time.monotonic()]
 
@@ -69,7 +68,7 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
         due = epoch == 0 or (epoch + 1) % every == 0 or epoch + 1 == config.epochs or now - last_print[0] > 5
         if not args.quiet and due:
             last_print[0] = now
-            print(f"epoch {epoch + 1:>4}/{config.epochs}  mean loss of its steps {loss:.4f}", flush=True)
+            print(f"epoch {epoch + 1:>4}/{config.epochs}  mean loss of the epoch's steps {loss:.4f}", flush=True)
 
     if not args.quiet:
         print(f"training on {len(students.training())} students for {config.epochs} epochs "
@@ -100,8 +99,8 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
               file=sys.stderr)
         code = code or 128 + deferred.signum
     if not args.quiet and not deferred.signum:
-        for title, markdown in lesson_steps(record):
-            print(page(title, markdown))
+        for p in lesson_pages(record):
+            print_page(p.title, p, args.deep)
     print(record.coverage)
     print(f"run: {path}")
     print(f"snapshots: {path / SNAPSHOT_FILE} ({len(record.log)} steps)")
@@ -164,8 +163,7 @@ def show_step(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("--step N and --snapshot PATH go together")
     from nn_lesson.hooks import SnapshotFileError
     from nn_lesson.lesson.run.record import RunRecord, run_file
-    from nn_lesson.lesson.story.pages import learns, meets
-    from nn_lesson.lesson.story.terminal import page
+    from nn_lesson.lesson.story.step_pages import learns, meets
 
     path = run_file(args.snapshot)
     try:
@@ -176,6 +174,14 @@ def show_step(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"argument --step: {path} holds no steps (its run stopped before the first one)")
     if not 0 <= args.step < len(record.log):
         parser.error(f"argument --step: {path} has steps 0..{len(record.log) - 1}, not {args.step}")
-    for title, markdown in (meets(record, args.step), learns(record, args.step)):
-        print(page(f"step {args.step}: {title.split(' ', 1)[1]}", markdown))  # "04 the network…" → "step N: the network…"
+    for p in (meets(record, args.step), learns(record, args.step)):
+        print_page(f"step {args.step}: {p.title.split(' ', 1)[1]}", p, args.deep)  # "04 the network…" → "step N: …"
     return 0
+
+
+def print_page(title: str, p, deep: bool) -> None:
+    """The story of a page; with --deep, what is under its hood after it."""
+    from nn_lesson.lesson.story.terminal import page, under_the_hood
+    print(page(title, p.story))
+    if deep and p.deep:
+        print(under_the_hood(p.deep))
