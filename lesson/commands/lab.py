@@ -61,5 +61,6 @@ def lab_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         with signals_deferred():
             path = write_run(summary, fill_page)
     print(page(title, markdown))
-    print(f"comparison: {path}\nview it: tensorboard --logdir {args.logdir} --samples_per_plugin images=100000")
+    from nn_lesson.lesson.board.serve import view_hint
+    print(f"comparison: {path}\nview it:   {view_hint(args.logdir)}")
     return 0

@@ -104,7 +104,8 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
     print(record.coverage)
     print(f"run: {path}")
     print(f"snapshots: {path / SNAPSHOT_FILE} ({len(record.log)} steps)")
-    print(f"view it:   tensorboard --logdir {args.logdir} --samples_per_plugin images=100000")
+    from nn_lesson.lesson.board.serve import view_hint
+    print(f"view it:   {view_hint(args.logdir)}  (then open the Lesson tab)")
     if args.serve and not deferred.signum:
         return serve(args.logdir, args.port) or code
     return code
@@ -147,7 +148,7 @@ def serve(logdir: Path, port: int | None) -> int:
     except RuntimeError as err:
         print(f"nn-lesson: {err}", file=sys.stderr)
         return 1
-    print(f"TensorBoard: {url}  (Ctrl-C stops it)", flush=True)
+    print(f"TensorBoard: {url}#lesson  (the Lesson tab; Ctrl-C stops it)", flush=True)
     try:
         proc.wait()
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the server we started stops with us
