@@ -105,7 +105,7 @@ def add_run_folder_arguments(p: argparse.ArgumentParser, default_name: str) -> N
 EXAMPLES = """\
 examples:
   nn-lesson                              the lesson: lr 0.5, cross-entropy, the lesson's starting weights
-  nn-lesson --loss mse --name seed-mse   the seed lesson's two sigmoids + MSE, to compare with the default
+  nn-lesson --loss mse --name seed-mse   the original web lesson's two sigmoids + MSE, to compare
   nn-lesson --deep                       the same lesson, each page followed by what is under its hood
   nn-lesson --lr 0.05 --epochs 200       a slower learner
   nn-lesson --data my_class.csv          your own students (columns: name,hours_studied,hours_slept,
@@ -140,7 +140,7 @@ def lesson_parser() -> argparse.ArgumentParser:
     p.add_argument("--activation", choices=list(ACTIVATIONS), default=d.activation,
                    help=f"hidden layer activation (default: {d.activation})")
     p.add_argument("--loss", choices=LOSSES, default=d.loss,
-                   help="ce: cross-entropy on two scores, softmax confidences; mse: the seed lesson's two "
+                   help="ce: cross-entropy on two scores, softmax confidences; mse: the original web lesson's two "
                         "sigmoids with mean squared error (default: ce)")
     p.add_argument("--shuffle", action="store_true", help="shuffle students every epoch (default: CSV order)")
     p.add_argument("--data", type=Path, metavar="CSV", help="students CSV (default: the lesson's six + held-out)")

@@ -138,7 +138,7 @@ class LessonPlugin(base_plugin.TBPlugin):
         return self._answer(request, build)
 
     def _describe(self, run: str) -> dict:
-        """{run, kind ("lesson", "bridge", "log" or "unreadable"), modified (seconds since the epoch)}, from the
+        """{run, kind ("lesson", "bridge", "model" or "unreadable"), modified (seconds since the epoch)}, from the
         snapshot file's header alone, cached while the file is unchanged."""
         from nn_lesson.hooks.snapshot_file import SnapshotFileError, read_snapshot_header
         path = Path(self._logdir) / run / SNAPSHOT_FILE
@@ -152,8 +152,8 @@ class LessonPlugin(base_plugin.TBPlugin):
                 return self._kinds[key]
         try:
             record = read_snapshot_header(path).get("record")
-            kind = record.get("kind") if isinstance(record, dict) else "log"
-            kind = kind if kind in ("lesson", "bridge") else "log"
+            kind = record.get("kind") if isinstance(record, dict) else "model"
+            kind = kind if kind in ("lesson", "bridge") else "model"   # any other log: your own model
         except (SnapshotFileError, OSError):
             kind = "unreadable"
         described = {"run": run, "kind": kind, "modified": st.st_mtime}

@@ -1,0 +1,98 @@
+"""RecorderCallback: the Recorder inside PyTorch Lightning's own loop.
+
+    from nn_lesson.hooks.lightning import RecorderCallback
+    callback = RecorderCallback(run_dir="runs/my-lightning-run")     # run_dir optional
+    trainer = lightning.Trainer(max_epochs=3, callbacks=[callback])
+    trainer.fit(model)
+    callback.log[0].grads["net.conv.weight"]; callback.report()
+
+The callback opens a Recorder on the LightningModule and its optimizer when training starts and closes it when
+training ends (or fails), so every hook and wrapper is gone after `fit`. Under automatic optimization Lightning
+runs the forward and backward inside the closure it hands to `optimizer.step`; the Recorder reads a step's
+forward, loss and gradients there, after Lightning's gradient clipping. Gradient accumulation, clipping,
+`precision="bf16-mixed"` and manual optimization (`self.manual_backward`, `opt.step()`) all end in the real
+optimizer's step, which defines the row. Under a DDP strategy only rank 0 writes `run_dir`.
+
+The one module of nn_lesson.hooks that imports something beyond torch: Lightning, and only when this module is
+imported (`pip install 'nn-lesson[lightning]'`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+try:
+    from lightning.pytorch.callbacks import Callback
+except ImportError:  # the older package name, same API
+    try:
+        from pytorch_lightning.callbacks import Callback
+    except ImportError:
+        raise ImportError("nn_lesson.hooks.lightning needs PyTorch Lightning: pip install 'nn-lesson[lightning]'") from None
+
+from nn_lesson.hooks.policy import CapturePolicy
+from nn_lesson.hooks.recorder import Recorder
+from nn_lesson.hooks.report import Report
+from nn_lesson.hooks.snapshot_log import SnapshotLog
+
+
+class RecorderCallback(Callback):
+    def __init__(self, policy: CapturePolicy | None = None, run_dir: str | Path | None = None,
+                 loss_fn=None, hparams: dict | None = None):
+        """policy: what to keep (CapturePolicy.full() by default). run_dir: write the run there after `fit`
+        (write_tensorboard's folder rules; rank 0 only). loss_fn: an nn.Module loss your training_step calls,
+        if any (a functional loss is seen without it). hparams: the HParams row of run_dir (default: the
+        module's own hparams)."""
+        self.policy, self.run_dir, self.loss_fn, self.hparams = policy, run_dir, loss_fn, hparams
+        self._recorder: Recorder | None = None
+        self._module_log = None
+        self.written: Path | None = None
+
+    # ---- what a user reads after fit ----
+    @property
+    def log(self) -> SnapshotLog:
+        """The recorded steps. (Lightning assigns its module's `log` method to every callback's `.log` when a fit
+        starts; that is kept aside, and `.log` is the SnapshotLog once recording has begun.)"""
+        if self._recorder is None:
+            if self._module_log is not None:
+                return self._module_log
+            raise RuntimeError("RecorderCallback: nothing recorded yet; pass it to Trainer(callbacks=[...]) and fit")
+        return self._recorder.log
+
+    @log.setter
+    def log(self, value) -> None:
+        self._module_log = value
+
+    def report(self) -> Report:
+        if self._recorder is None:
+            raise RuntimeError("RecorderCallback: nothing recorded yet; pass it to Trainer(callbacks=[...]) and fit")
+        return self._recorder.report()
+
+    # ---- Lightning's hooks ----
+    def on_train_start(self, trainer, pl_module) -> None:
+        optimizers = trainer.optimizers
+        if len(optimizers) != 1:
+            raise RuntimeError(f"RecorderCallback: records one optimizer; this module configures {len(optimizers)} "
+                               "(record a single-optimizer module, or use Recorder directly on each)")
+        optimizer = getattr(optimizers[0], "optimizer", optimizers[0])   # the real optimizer, not Lightning's wrapper
+        batches = trainer.num_training_batches
+        every = getattr(trainer, "accumulate_grad_batches", 1) or 1
+        steps_per_epoch = None if batches == float("inf") else -(-int(batches) // every)
+        self._recorder = Recorder(pl_module, optimizer, self.loss_fn, steps_per_epoch=steps_per_epoch,
+                                  policy=self.policy)
+        self._recorder.start()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._finish(trainer, pl_module)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if self._recorder is not None:
+            self._recorder.close()            # no hook or wrapper outlives a failed fit
+
+    def _finish(self, trainer, pl_module) -> None:
+        if self._recorder is None:
+            return
+        self._recorder.close()
+        if self.run_dir is not None and trainer.is_global_zero:
+            from nn_lesson.lesson.board.your_model import write_tensorboard
+            hparams = self.hparams if self.hparams is not None else dict(getattr(pl_module, "hparams", {}) or {})
+            self.written = write_tensorboard(self._recorder.log, self.run_dir, hparams=hparams or None)
