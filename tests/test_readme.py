@@ -12,6 +12,12 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README.read_text(), re.S)
 
 
+def containing(text: str) -> str:
+    """The one python block holding `text`: found by its words, not by its place in the README."""
+    (block,) = [b for b in blocks("python") if text in b]
+    return block
+
+
 def test_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
@@ -24,7 +30,7 @@ def test_python_example_runs(tmp_path, monkeypatch):
 def test_run_record_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(blocks("python")[1], namespace)
+    exec(containing("from nn_lesson.lesson.run.record import RunRecord"), namespace)
     record = namespace["record"]
     assert len(record.log) == 30 and (tmp_path / "run.npz").is_file()
 
@@ -34,7 +40,7 @@ def test_numpy_reader_runs(tmp_path, monkeypatch, lesson_run, capsys):
     run_dir.mkdir(parents=True)
     lesson_run.log.save(run_dir / "snapshots.npz")
     monkeypatch.chdir(tmp_path)
-    exec(blocks("python")[2], {})
+    exec(containing("np.load("), {})
     assert f"{len(lesson_run.log)} steps; first loss" in capsys.readouterr().out
 
 
@@ -42,3 +48,22 @@ def test_quickstart_commands_are_what_ci_runs():
     commands = blocks("bash")
     ci = (README.parent / ".ci" / "run").read_text()
     assert commands[1].strip() in ci.splitlines()
+
+
+def marked(first_line: str) -> str:
+    """The python block that starts with this comment: found by its words, not by its place in the README."""
+    (block,) = [b for b in blocks("python") if b.startswith(first_line)]
+    return block
+
+
+def test_your_own_model_examples_run(tmp_path, monkeypatch):
+    import pytest
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(marked("# your own model: the plain loop"), namespace)
+    assert len(namespace["rec"].log) == 4 and (tmp_path / "runs" / "my-convnet" / "snapshots.npz").is_file()
+    pytest.importorskip("lightning", reason="pip install -e '.[test]' brings lightning")
+    exec(marked("# your own model: inside PyTorch Lightning"), namespace)
+    callback = namespace["callback"]
+    assert len(callback.log) == 8 and callback.report().complete
+    assert (tmp_path / "runs" / "my-lightning-run" / "snapshots.npz").is_file()
