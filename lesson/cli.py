@@ -197,6 +197,9 @@ def bridge_parser() -> argparse.ArgumentParser:
                    help="what the Recorder keeps: full, every:K (every K-th step in full), stats or stats:K "
                         f"(mean, std, norm, min, max, histogram per tensor) (default: {d.policy})")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--lightning", action="store_true",
+                   help="also train the same run with a PyTorch Lightning Trainer (RecorderCallback) and add a page "
+                        "comparing the two, row by row (needs pip install 'nn-lesson[lightning]')")
     p.add_argument("--every-rank", action="store_true",
                    help="under torchrun, every process writes its own run (NAME.rank<r>); by default only rank 0")
     add_run_folder_arguments(p, "bridge_<optimizer>, numbered when repeated")

@@ -208,3 +208,30 @@ def test_lightning_manual_optimization_is_recorded(tmp_path):
             assert torch.equal(log[i].before[name], log[i - 1].after[name])
             assert torch.allclose(log[i].update[name], -LR * log[i].grads[name], atol=1e-7)
     assert no_wrappers_left(module)
+
+
+def test_the_bridge_in_lightning_records_the_plain_loops_rows():
+    """The digits MLP by a Trainer with the same seed: the same recorded rows as the plain loop, bit for bit."""
+    pytest.importorskip("sklearn", reason="the bridge's digits come with scikit-learn")
+    from nn_lesson.lesson.bridge.lightning_run import largest_difference, lightning_page, train_bridge_lightning
+    from nn_lesson.lesson.bridge.train import BridgeConfig, train_bridge
+    config = BridgeConfig(optimizer="sgd", epochs=2, policy="full")
+    plain, lit = train_bridge(config).log, train_bridge_lightning(config)
+    assert len(plain) == len(lit) == 2 * 23
+    for i in (0, 1, 22, 23, 45):
+        for name in plain.param_names:
+            assert torch.equal(plain[i].before[name], lit[i].before["net." + name]), (i, name)
+            assert torch.equal(plain[i].grads[name], lit[i].grads["net." + name]), (i, name)
+        assert float(plain.loss[i]) == float(lit.loss[i])
+    assert largest_difference(plain, lit) == {"weights": 0.0, "gradients": 0.0, "loss": 0.0}
+    title, page = lightning_page(plain, lit)
+    assert "to the last bit" in page and "`optimizer.step()`" in page
+    changed = SnapshotLog.from_file_contents(*_shifted(lit))
+    assert "to the last bit" not in lightning_page(plain, changed)[1]     # the verdict follows the numbers
+
+
+def _shifted(log: SnapshotLog):
+    """The log's file contents with one loss nudged, as if the two runs had differed."""
+    header, arrays = log.header(), {k: v.numpy().copy() for k, v in log.arrays().items()}
+    arrays["loss"][3] += 1e-3
+    return header, arrays

@@ -39,7 +39,8 @@ def digit_grid(images: torch.Tensor, labels: torch.Tensor, predicted: torch.Tens
     return out.getvalue()
 
 
-def write_bridge_tensorboard(events: EventWriter, run: BridgeRun) -> None:
+def write_bridge_tensorboard(events: EventWriter, run: BridgeRun, pages: tuple = ()) -> None:
+    """The bridge run; `pages`: more (title, markdown) pages, e.g. the Lightning comparison."""
     write_log(events, run.log)
     for e, (train, held) in enumerate(zip(run.train_accuracy, run.accuracy)):
         events.step(e + 1, {"2 accuracy/epoch: training digits": train, "2 accuracy/epoch: held-out digits": held})
@@ -54,7 +55,7 @@ def write_bridge_tensorboard(events: EventWriter, run: BridgeRun) -> None:
     events.embeddings([(run.hidden_start, 0), (run.hidden_end, run.epoch_end_steps[-1])], labels, images,
                       "hidden layer on held-out digits")
     write_hparams(events, run)
-    for title, markdown in (loop_page(), optimizer_page(run), accuracy_page(run)):
+    for title, markdown in (loop_page(), optimizer_page(run), accuracy_page(run), *pages):
         events.text(title, markdown)
     events.graph(run.model, x[:1].to(next(run.model.parameters()).device))
 

@@ -21,6 +21,13 @@ def bridge_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error(f"argument --device: {args.device!r} is not a device; use cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("argument --device: CUDA is not available on this machine; use --device cpu")
+    if args.lightning:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            parser.error("argument --lightning: compares one process's plain loop with one Trainer; not under torchrun")
+        try:
+            import lightning  # noqa: F401
+        except ImportError:
+            parser.error("argument --lightning: needs PyTorch Lightning: pip install 'nn-lesson[lightning]'")
     from nn_lesson.hooks.threads import use_threads
     use_threads(64 * args.hidden + args.hidden + args.hidden * 10 + 10, args.threads)  # the MLP 64-hidden-10
     config = BridgeConfig(optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
@@ -75,10 +82,17 @@ def train_and_write(args: argparse.Namespace, config: BridgeConfig, rank: int, c
             claim.release()
         raise
 
+    pages = ()
+    if args.lightning and stopped_by is None and run is not None:
+        from nn_lesson.lesson.bridge.lightning_run import lightning_page, train_bridge_lightning
+        if not args.quiet:
+            print("the same run in a PyTorch Lightning Trainer ...", flush=True)
+        pages = (lightning_page(run.log, train_bridge_lightning(config)),)
+
     def fill(folder: Path) -> None:
         run.save(folder / SNAPSHOT_FILE)
         with EventWriter(folder) as events:
-            write_bridge_tensorboard(events, run)
+            write_bridge_tensorboard(events, run, pages)
     with signals_deferred() as deferred:  # a signal now stops us after the run is complete, not halfway
         if run is None or claim is None:
             if claim is not None:
