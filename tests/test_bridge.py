@@ -198,7 +198,7 @@ def test_bridge_cli_writes_the_lesson_layout(tmp_path):
     assert "digits/held-out predictions" in tags["images"]
     assert {"bridge/01 the training loop, line by line", "bridge/02 the update rule"} <= set(tags["tensors"])
     assert any(t.startswith("6 health/update-to-weight ratio") for t in tags["scalars"])
-    assert "weights/0.weight" in tags["histograms"] and "activations/1" in tags["histograms"]
+    assert "weights/hidden.weight" in tags["histograms"] and "activations/relu" in tags["histograms"]  # named layers
     page = acc.Tensors("bridge/02 the update rule")[0].tensor_proto.string_val[0].decode()
     assert "adam" in page and "median ratio" in page
     # issue 13's bridge dashboards: guesses after every epoch, HParams, PR curves, the projector

@@ -40,4 +40,6 @@ def test_unknown_activation_is_refused():
 def test_mlp_builder():
     mlp = make_mlp([64, 32, 10])
     assert [type(m).__name__ for m in mlp] == ["Linear", "ReLU", "Linear"]
+    assert [name for name, _ in mlp.named_children()] == ["hidden", "relu", "output"]   # a log reads hidden.weight
+    assert [n for n, _ in make_mlp([64, 128, 64, 10]).named_children()] == ["hidden1", "relu1", "hidden2", "relu2", "output"]
     assert mlp(torch.zeros(5, 64)).shape == (5, 10)
