@@ -339,7 +339,7 @@ def test_a_logdir_that_is_a_dangling_symlink_is_refused_before_training(tmp_path
 def test_the_bridge_keeps_what_it_captured_on_a_signal(tmp_path, sig, code):
     from test_adversarial import start, wait_for_line
     from nn_lesson.lesson.run.record import load_record
-    proc = start("bridge", "--epochs", "100000", "--name", "b", "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
+    proc = start("bridge", "--epochs", "10000", "--name", "b", "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
     wait_for_line(proc.stdout, r"^epoch +3/")
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)

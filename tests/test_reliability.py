@@ -125,7 +125,7 @@ def test_divergence_stops_names_step_and_layer_and_keeps_the_run(tmp_path):
 
 
 def test_ctrl_c_keeps_what_was_captured(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "nn_lesson", "--epochs", "1000000", "--name", "stopped",
+    proc = subprocess.Popen([sys.executable, "-m", "nn_lesson", "--epochs", "30000", "--name", "stopped",
                              "--logdir", str(tmp_path / "runs")], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("training on 6 students")
