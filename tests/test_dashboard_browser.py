@@ -34,7 +34,8 @@ WAIT = 60000  # ms: a condition that has not appeared by then is a failure
 
 
 def screenshot_path(tmp_path: Path, name: str) -> Path:
-    if os.environ.get("NN_LESSON_README_SHOTS"):
+    """The README's pictures (lesson-tab-*.png) go to docs/screenshots/ when NN_LESSON_README_SHOTS is set."""
+    if os.environ.get("NN_LESSON_README_SHOTS") and name.startswith("lesson-tab"):
         SHOTS.mkdir(parents=True, exist_ok=True)
         return SHOTS / name
     return tmp_path / name
