@@ -466,7 +466,7 @@ def _lesson_step(loaded: dict, row: int) -> dict:
     students = [{"name": names[i] if i < len(names) else f"#{i}", "target": record.label(labels[i]),
                  "pass": _finite(float(conf[i, 0])), "fail": _finite(float(conf[i, 1])),
                  "loss": _finite(float(each[i])), "loss_after": _finite(float(each_after[i])),
-                 "pass_after": _finite(float(conf_after[i, 0])),
+                 "pass_after": _finite(float(conf_after[i, 0])), "fail_after": _finite(float(conf_after[i, 1])),
                  "raw": _tolist(raw[samples[i]]) if i < len(samples) and samples[i] >= 0 else None}
                 for i in range(len(outputs))]
     return {

@@ -451,19 +451,20 @@ function drawNetwork(box, info, step, runLabel) {
       'text-anchor': 'middle', 'font-size': 20, 'font-weight': 'bold', id: 'worked-label'}, 'worked on this page'));
   }
   const raw = step.students.length ? step.students[0].raw : null;
-  const after = step.students.length ? step.students[0].pass_after : null;
+  const after = step.students.length ? [step.students[0].pass_after, step.students[0].fail_after] : null;
   const conf = first(step.confidences);
   const values = [
     first(step.inputs).map((v, i) => [raw ? unit(raw[i], info.units[i]) : '', signed(v, 2)]),
     first(step.hidden).map((v) => [fmt(v, 2), '']),
-    conf.map((v, i) => view === 'after' && after !== null ? [pct(i === 0 ? after : 1 - after), 'after'] : [pct(v), '']),
+    conf.map((v, i) => view === 'after' && after !== null ? [pct(after[i]), 'after'] : [pct(v), 'before']),
   ];
   labels.forEach((names, col) => names.forEach((label, i) => {
     root.append(svg('circle', {cx: cols[col], cy: ys[col][i], r, fill: '#f8fafc', stroke: '#1e293b', 'stroke-width': 2}));
     root.append(svg('text', {x: cols[col], y: ys[col][i] - 8, 'text-anchor': 'middle', 'font-size': 21, 'font-weight': 'bold'}, label));
     const [big, small] = values[col][i] ?? ['', ''];
     root.append(svg('text', {x: cols[col], y: ys[col][i] + 16, 'text-anchor': 'middle', 'font-size': 20, class: 'node-value'}, big));
-    if (small) root.append(svg('text', {x: cols[col] - r - 6, y: ys[col][i] + 5, 'text-anchor': 'end', 'font-size': 19, fill: '#64748b'}, small));
+    if (small && col === 0) root.append(svg('text', {x: cols[col] - r - 6, y: ys[col][i] + 5, 'text-anchor': 'end', 'font-size': 19, fill: '#64748b'}, small));
+    if (small && col === 2) root.append(svg('text', {x: cols[col] + r + 4, y: ys[col][i] + 6, 'text-anchor': 'start', 'font-size': 17, fill: '#64748b'}, small));
   }));
   if (runLabel) root.append(svg('text', {x: W / 2, y: 20, 'text-anchor': 'middle', 'font-size': 20, 'font-weight': 'bold'},
     `${runLabel} · loss ${exact(step.loss)}`));
