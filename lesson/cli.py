@@ -116,9 +116,11 @@ examples:
                                          'bridge' extra: pip install 'nn-lesson[bridge]'); see bridge --help
   torchrun --nproc_per_node 2 -m nn_lesson bridge
                                          the bridge on two processes (DDP); rank 0 writes the run
-  tensorboard --logdir runs --samples_per_plugin images=100000
-                                         then open the printed address (every step's diagram kept), or
-                                         nn-lesson --serve, which starts it so
+  nn-lesson --serve                      the lesson, then TensorBoard on 127.0.0.1: open the printed
+                                         address, which lands on the Lesson tab
+  tensorboard --logdir runs --samples_per_plugin images=100000,text=100000
+                                         TensorBoard on runs you already have (every step's diagram and
+                                         table kept; TensorBoard keeps 10 of each otherwise)
 """
 
 

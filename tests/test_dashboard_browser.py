@@ -136,7 +136,7 @@ def test_a_hover_never_outlives_its_step(page, server, records):
 
 
 def test_four_panels_fit_a_projector_at_1280x720(page, server, tmp_path):
-    frame = open_tab(page, server, "run=first-lesson&step=0&mode=story&page=5")
+    frame = open_tab(page, server, "run=first-lesson&step=0&mode=free&view=after")
     frame.locator("#decision-svg").wait_for(timeout=WAIT)
     for panel in ("#network-panel", "#students-panel", "#curve-panel", "#decision"):
         box = frame.locator(panel).bounding_box()
@@ -155,6 +155,18 @@ def test_four_panels_fit_a_projector_at_1280x720(page, server, tmp_path):
     small = [(text, round(size, 1)) for text, size in sizes if size < 15.5]
     assert not small, small
     page.screenshot(path=str(screenshot_path(tmp_path, "lesson-tab-1280x720.png")))
+
+
+def test_the_story_page_sits_beside_the_network_at_1280x720(page, server, tmp_path):
+    """In story mode the page is the point: its text starts on screen, beside the network."""
+    frame = open_tab(page, server, "run=first-lesson&mode=story&page=5")
+    frame.locator("#page-title").filter(has_text="05").wait_for(timeout=WAIT)
+    for panel in ("#network-panel", "#page-panel"):
+        box = frame.locator(panel).bounding_box()
+        assert box["y"] + 200 <= 720 and box["x"] + box["width"] <= 1280, (panel, box)
+    assert frame.locator("#under-the-hood").count() == 1          # the depth, collapsed under the page
+    assert not frame.locator("#under-the-hood").get_attribute("open")
+    page.screenshot(path=str(screenshot_path(tmp_path, "lesson-tab-story.png")))
 
 
 def test_the_highlighted_lines_are_the_largest_moves(page, server, records):

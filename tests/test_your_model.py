@@ -77,8 +77,11 @@ def test_your_conv_net_reaches_tensorboard_named_by_its_modules(recorded, tmp_pa
     assert "activations/conv" in tags["histograms"] and "activation gradients/act" in tags["histograms"]
     assert "6 health/update-to-weight ratio conv.weight" in tags["scalars"]
     assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
-    with pytest.raises(RunDirError, match="already exists"):        # never overwrites
-        write_tensorboard(recorded, folder)
+    before = (folder / "snapshots.npz").read_bytes()
+    again = write_tensorboard(recorded, folder)                    # never overwrites: the name is numbered
+    assert again == folder.with_name("my-convnet-2") and (folder / "snapshots.npz").read_bytes() == before
+    with pytest.raises(RunDirError, match="plain folder name"):
+        write_tensorboard(recorded, tmp_path / "runs" / ".hidden")
 
 
 def test_a_statistics_log_is_written_too(tmp_path):

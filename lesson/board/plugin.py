@@ -14,7 +14,8 @@ Routes (under /data/plugin/lesson/), all JSON except index.js:
   /run?run=R                the run: settings, every step's loss, the pages, the story's stops
   /step?run=R&step=N        row N (0-based, every step): weights before/gradient/-lr*gradient/after, the
                             students with their confidences and losses, the node values
-  /decision_map?run=R&step=N  the decision map (nn_lesson.lesson.story.decision_map) after step N
+  /decision_map?run=R&step=N[&before=1]  the decision map (nn_lesson.lesson.story.decision_map) after step N
+                            (before it, with before=1)
   /new_run (POST, JSON)     train a new lesson run through the nn-lesson command itself (lesson/board/new_run.py)
 A run is a folder under the logdir; `..`, absolute paths and anything that resolves outside the logdir
 (symlinks included) are refused with 400 and a JSON error, as are missing or malformed arguments.
@@ -204,7 +205,9 @@ class LessonPlugin(base_plugin.TBPlugin):
             if loaded["kind"] != "lesson":
                 return {"available": False}
             from nn_lesson.lesson.story.decision_map import decision_grid
-            grid = decision_grid(loaded["record"], row)
+            # before=1: the map as the step found it (after the step before, or the starting weights)
+            before = request.args.get("before") == "1"
+            grid = decision_grid(loaded["record"], (row - 1 if row else None) if before else row)
             return {"available": True, "map": {**_jsonable(grid), "answers": grid.answers.tolist(),
                                                "names": list(loaded["record"].names)}}
         return self._answer(request, build)
@@ -525,17 +528,19 @@ def _model_step(log, row: int) -> dict:
         for p in layer["params"]:
             short = p["name"][len(layer["name"]) + 1:] if layer["name"] else p["name"]
             if p["name"] in snap.after:
-                parts[short] = _summary(snap.before[p["name"]])
-                parts[f"{short} gradient"] = _summary(snap.grads[p["name"]])
-                parts[f"{short} update"] = _summary(snap.update[p["name"]])
+                for what, t in ((short, snap.before[p["name"]]), (f"{short} gradient", snap.grads[p["name"]]),
+                                (f"{short} update", snap.update[p["name"]])):
+                    parts[what] = {**_summary(t), "shape": list(t.shape)}
             else:  # a statistics-only log: the recorded statistics themselves
                 for key, stats in snap.stats.items():
                     if key.startswith(p["name"] + ":"):
                         parts[f"{short} {key.split(':', 1)[1]}"] = {s: _finite(v) for s, v in stats.items() if s != "hist"}
         if layer["output"] and layer["name"] in snap.activations:
-            parts["output"] = _summary(snap.activations[layer["name"]])
+            out = snap.activations[layer["name"]]
+            parts["output"] = {**_summary(out), "shape": list(out.shape)}
             if layer["name"] in snap.act_grads:
-                parts["output gradient"] = _summary(snap.act_grads[layer["name"]])
+                grad = snap.act_grads[layer["name"]]
+                parts["output gradient"] = {**_summary(grad), "shape": list(grad.shape)}
         shape = layer["params"][0]["shape"] if layer["params"] else []
         blocks.append({"name": layer["name"] or "(model)", "shape": shape, "summary": parts})
     return {"kind": "model", "row": row, "step": snap.step, "epoch": snap.epoch,

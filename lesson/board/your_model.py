@@ -4,8 +4,8 @@
         ...                                          # your loop
     write_tensorboard(rec.log, "runs/my-convnet", hparams={"lr": 0.01})
 
-The run folder follows the CLI's rules: claimed before anything is written (an existing run is never
-overwritten), written aside and moved into place complete. It holds the log's `snapshots.npz` (the Lesson tab
+The run folder follows the CLI's rules: claimed before anything is written, written aside and moved into place
+complete, an existing run never overwritten (a taken name is numbered, as the CLI numbers its default names). It holds the log's `snapshots.npz` (the Lesson tab
 draws it as layer blocks, stepping like the lesson) and event files: the loss and lr per step, per-module
 histograms of weights, gradients, updates and activations named by module path, the size and
 update-to-weight ratio of each parameter, and an HParams row when hparams are given. Full and
@@ -19,18 +19,20 @@ from pathlib import Path
 from nn_lesson.hooks import SnapshotLog
 from nn_lesson.lesson.board.events import EventWriter
 from nn_lesson.lesson.board.scalars import write_log
-from nn_lesson.lesson.run.folder import claim_run, write_run
+from nn_lesson.lesson.run.folder import check_name, claim_run, write_run
 from nn_lesson.lesson.run.record import SNAPSHOT_FILE
 
 FINAL_LOSS = "hparams/final loss"
 
 
 def write_tensorboard(log: SnapshotLog, run_dir: str | Path, hparams: dict[str, object] | None = None) -> Path:
-    """Write `log` as the run folder `run_dir` (its parent is the logdir to open in TensorBoard); returns the
-    folder. Refuses (RunDirError, a ValueError) a folder that exists or a logdir that cannot be written."""
+    """Write `log` as the run folder `run_dir` (its parent is the logdir to open in TensorBoard), or as
+    `run_dir`-2, -3, ... when that name is taken; returns the folder written. Refuses (RunDirError, a ValueError)
+    a name that is not a plain folder name or a logdir that cannot be written."""
     run_dir = Path(run_dir)
-    claim = claim_run(run_dir.parent if str(run_dir.parent) else Path("."), run_dir.name, run_dir.name,
-                      overwrite=False)
+    check_name(run_dir.name)
+    # Numbered like the CLI's own run names when taken (my-run, my-run-2, ...): a script run twice keeps both.
+    claim = claim_run(run_dir.parent, None, run_dir.name, overwrite=False)
 
     def fill(folder: Path) -> None:
         log.save(folder / SNAPSHOT_FILE)

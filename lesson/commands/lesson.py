@@ -105,7 +105,8 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
     print(f"run: {path}")
     print(f"snapshots: {path / SNAPSHOT_FILE} ({len(record.log)} steps)")
     from nn_lesson.lesson.board.serve import view_hint
-    print(f"view it:   {view_hint(args.logdir)}  (then open the Lesson tab)")
+    if not args.serve:  # under --serve the address printed next is the way in
+        print(f"view it:   {view_hint(args.logdir)}  (then open the Lesson tab)")
     if args.serve and not deferred.signum:
         return serve(args.logdir, args.port) or code
     return code

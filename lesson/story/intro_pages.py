@@ -26,7 +26,7 @@ def challenge(record: RunRecord) -> Page:
         "gives its **confidence** in **PASS** and in **FAIL** (percentages; the larger is its answer). It learns "
         f"from **{n} students**, then meets **{len(record.heldout_names)} new ones**.\n\n"
         "Its **loss** measures how wrong it is (0: sure of every right answer). Each **step** nudges its "
-        f"{n_weights + n_biases} **weights**, the numbers it computes with, to lower the loss; the **learning rate**, here **{c.lr:g}**, sets the "
+        f"{n_weights} **weights** and {n_biases} biases, the numbers it computes with, to lower the loss; the **learning rate**, here **{c.lr:g}**, sets the "
         f"nudge's size. An **epoch** is one pass over all {n} students: **{len(log)} steps**, **{epochs} epochs**."
     )
     if record.stopped and not record.stopped.startswith("diverged"):

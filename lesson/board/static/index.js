@@ -78,7 +78,15 @@ const STYLE = `
             border-radius: 6px; padding: 4px 8px; display: none; }
   #weight.shown { display: block; }
   #hint { color: #64748b; }
-  #page-panel { margin-top: 10px; }
+  #page-panel { margin-top: 0; grid-column: 1 / -1; }
+  /* story: the page beside the network, where the decision map was; the map and the loss below */
+  body.story #grid { grid-template-columns: minmax(0, 1.2fr) minmax(0, 1fr); }
+  body.story #page-panel { grid-column: 2; grid-row: 1; max-height: calc(100vh - 140px); overflow: auto; }
+  body.story #grid > div:nth-child(2) { grid-column: 2; grid-row: 2; }
+  body.story #students-panel { display: none; }
+  /* compare: two networks across the whole width */
+  body.comparing #grid > div:first-child { grid-column: 1 / -1; }
+  body.comparing #networks svg { max-height: calc(100vh - 200px); }
   #page { font-size: 16px; }
   #page table { font-size: 15px; }
   details summary { cursor: pointer; font-weight: bold; margin: 6px 0; }
@@ -169,7 +177,8 @@ export async function render() {
       'step ', el('span', {id: 'step-number'}, '–'), ' · ', el('span', {id: 'row-number'}, '–'),
       ' of ', el('span', {id: 'step-count'}, '–')]),
     el('span', {id: 'story-where'}), ' · loss ', el('span', {id: 'loss'}, '–'), ' · ', el('span', {id: 'caption'})]);
-  document.body.append(bar, form, el('div', {id: 'message'}), where, grid, pagePanel);
+  grid.append(pagePanel);
+  document.body.append(bar, form, el('div', {id: 'message'}), where, grid);
 
   document.getElementById('prev').addEventListener('click', () => move(-1));
   document.getElementById('next').addEventListener('click', () => move(+1));
@@ -194,7 +203,9 @@ export async function render() {
     if (e.key === ' ') { e.preventDefault(); togglePlay(); }
   });
 
+  document.getElementById('message').textContent = 'loading the runs…';
   await listRuns();
+  document.getElementById('message').textContent = '';
   if (!state.runs.length) {
     document.getElementById('message').textContent = 'No run with a snapshots.npz under the logdir yet: run nn-lesson, or train one with “+ new run”.';
     return;
@@ -271,6 +282,7 @@ function setMode(mode, position) {
   const info = state.info;
   if (!info) return;
   state.mode = info.kind === 'lesson' ? mode : 'free';
+  document.body.classList.toggle('story', state.mode === 'story');  // the page takes the decision map's place
   document.getElementById('mode-story').className = state.mode === 'story' ? 'on' : '';
   document.getElementById('mode-free').className = state.mode === 'free' ? 'on' : '';
   const slider = document.getElementById('slider');
@@ -341,19 +353,21 @@ async function showStep() {
   if (seq !== state.seq) return;  // a later step was asked for meanwhile
   state.step = step;
   state.compareStep = other;
+  document.body.classList.toggle('comparing', Boolean(other));
   // In the story the page chooses the view: "meets" the forward pass, "learns" the change.
   const page = currentPage();
   if (state.mode === 'story' && !state.viewChosen && page >= 0) {
     const title = info.pages[page].title.slice(0, 2);
-    state.view = ['04', '06', '08'].includes(title) ? 'forward' : ['05', '07', '09'].includes(title) ? 'change' : 'after';
+    state.view = ['04', '06', '08'].includes(title) ? 'forward' : ['05', '07', '09'].includes(title) ? 'change'
+      : ['01', '02', '03'].includes(title) ? 'before' : 'after';
   }
   document.getElementById('step-number').textContent = step.step;
   document.getElementById('row-number').textContent = row + 1;
   const loss = document.getElementById('loss');
-  loss.textContent = exact(step.loss);
+  loss.textContent = fmt(step.loss);
   loss.dataset.value = String(step.loss);
   document.getElementById('story-where').textContent =
-    state.mode === 'story' ? `· page ${state.stop + 1} of ${info.story.length}` : `· epoch ${step.epoch + 1}`;
+    state.mode === 'story' ? ` · page ${state.stop + 1} of ${info.story.length}` : ` · epoch ${step.epoch + 1}`;
   redraw();
   writeHash();
 }
@@ -368,10 +382,11 @@ function redraw() {
     drawBlocks(step);
   } else {
     document.getElementById('network-title').textContent = networkTitle(step);
-    drawNetwork(document.getElementById('network'), info, step, state.compareStep ? state.run : null);
+    const shared = state.compareStep ? Math.max(viewTop(step), viewTop(state.compareStep)) : undefined;
+    drawNetwork(document.getElementById('network'), info, step, state.compareStep ? state.run : null, shared);
     const second = document.getElementById('network-compare');
     if (state.compareStep) {
-      drawNetwork(second, state.compareInfo, state.compareStep, state.compare);
+      drawNetwork(second, state.compareInfo, state.compareStep, state.compare, shared);
     } else {
       second.replaceChildren(...(state.compare ? [el('p', {}, `${state.compare} has no step ${state.row}.`)] : []));
     }
@@ -390,7 +405,21 @@ function networkTitle(step) {
 }
 
 // ---- the network as SVG: sign -> colour, thickness on one scale for every run (the Images diagrams' too) ----
-function drawNetwork(box, info, step, runLabel) {
+// The change and forward views draw against the step's largest value; two runs side by side share one.
+function viewTop(step) {
+  let top = 0;
+  for (const name of ['hidden.weight', 'output.weight']) {
+    const p = step.params[name];
+    const incoming = name === 'hidden.weight' ? (step.inputs[0] || []) : (step.hidden[0] || []);
+    p.before.forEach((row, i) => row.forEach((w, j) => {
+      const v = state.view === 'change' ? p.update[i][j] : (w ?? 0) * (incoming[j] ?? 0);
+      top = Math.max(top, Math.abs(v ?? 0));
+    }));
+  }
+  return top;
+}
+
+function drawNetwork(box, info, step, runLabel, sharedTop) {
   const W = 760, H = 400, cols = [128, 392, 656], r = 42;
   const labels = [info.labels.inputs, info.labels.hidden, info.labels.outputs];
   const ys = labels.map((l) => l.map((_, i) => (l.length === 1 ? H / 2 : 52 + i * (H - 112) / (l.length - 1))));
@@ -411,12 +440,13 @@ function drawNetwork(box, info, step, runLabel) {
     return p.before[i][j];
   };
   if (view === 'change' || view === 'forward') {
-    let top = 0;
-    for (const [name] of layers) step.params[name].before.forEach((rw, i) => rw.forEach((_, j) => { top = Math.max(top, Math.abs(value(name, i, j) ?? 0)); }));
+    const top = sharedTop ?? viewTop(step);
     scale = top || 1;
-    scaleText = view === 'change' ? `thickest: this step's largest move, ${fmt(top, 4)}` : `thickest: largest flow, ${fmt(top, 3)}`;
+    const both = sharedTop !== undefined ? ' of both runs' : '';
+    scaleText = view === 'change' ? `thickest: the largest move${both}, ${fmt(top, 4)}` : `thickest: the largest w × input${both}, ${fmt(top, 3)}`;
   }
-  const moved = new Set(view === 'forward' ? [] : (step.moved || []).map(([n, i, j]) => `${n}/${i}/${j}`));
+  // the step's largest moves, where the picture shows the step's result
+  const moved = new Set(view === 'after' || view === 'change' ? (step.moved || []).map(([n, i, j]) => `${n}/${i}/${j}`) : []);
   const page = currentPage();
   const worked = state.mode === 'story' && page >= 0 ? info.pages[page].worked : null;
   for (const [name, col] of layers) {
@@ -447,8 +477,11 @@ function drawNetwork(box, info, step, runLabel) {
   }
   if (worked) {
     const [name, i, j] = worked, col = name === 'hidden.weight' ? 0 : 1;
-    root.append(svg('text', {x: (cols[col] + cols[col + 1]) / 2, y: (ys[col][j] + ys[col + 1][i]) / 2 - 14,
-      'text-anchor': 'middle', 'font-size': 20, 'font-weight': 'bold', id: 'worked-label'}, 'worked on this page'));
+    // beside the line, a third of the way from its end: clear of the circles at both ends
+    const at = (a, b) => a + (b - a) * 0.62;
+    root.append(svg('text', {x: at(cols[col] + r, cols[col + 1] - r), y: at(ys[col][j], ys[col + 1][i]) + 30,
+      'text-anchor': 'middle', 'font-size': 19, 'font-weight': 'bold', id: 'worked-label',
+      stroke: 'white', 'stroke-width': 4, 'paint-order': 'stroke'}, 'worked on this page'));
   }
   const raw = step.students.length ? step.students[0].raw : null;
   const after = step.students.length ? [step.students[0].pass_after, step.students[0].fail_after] : null;
@@ -460,7 +493,7 @@ function drawNetwork(box, info, step, runLabel) {
   ];
   labels.forEach((names, col) => names.forEach((label, i) => {
     root.append(svg('circle', {cx: cols[col], cy: ys[col][i], r, fill: '#f8fafc', stroke: '#1e293b', 'stroke-width': 2}));
-    root.append(svg('text', {x: cols[col], y: ys[col][i] - 8, 'text-anchor': 'middle', 'font-size': 21, 'font-weight': 'bold'}, label));
+    root.append(svg('text', {x: cols[col], y: ys[col][i] - 8, 'text-anchor': 'middle', 'font-size': 19, 'font-weight': 'bold'}, label));
     const [big, small] = values[col][i] ?? ['', ''];
     root.append(svg('text', {x: cols[col], y: ys[col][i] + 16, 'text-anchor': 'middle', 'font-size': 20, class: 'node-value'}, big));
     if (small && col === 0) root.append(svg('text', {x: cols[col] - r - 6, y: ys[col][i] + 5, 'text-anchor': 'end', 'font-size': 19, fill: '#64748b'}, small));
@@ -514,7 +547,8 @@ function drawCaption(step) {
   const who = step.students.map((s) => s.name).join(' + ') || '–';
   const parts = [`${who}: their loss ${fmt(step.loss)} → ${fmt(step.loss_after)} after this step`];
   if (step.loss !== null && step.loss_after !== null) {
-    parts[0] += step.loss_after < step.loss ? ' (it fell)' : step.loss_after > step.loss ? ' (it rose)' : ' (unchanged)';
+    const [a, b] = [fmt(step.loss), fmt(step.loss_after)];   // compared as shown, so "0.0009 → 0.0009" is unchanged
+    parts[0] += Number(b) < Number(a) ? ' (it fell)' : Number(b) > Number(a) ? ' (it rose)' : ' (unchanged at 4 decimals)';
   }
   if (step.moved && step.moved.length) {
     const [name, i, j, d] = step.moved[0];
@@ -544,11 +578,12 @@ function clearLessonPanels() {
   document.getElementById('decision').style.display = 'none';
   state.hovered = state.selected = null;
   showWeight();
+  document.getElementById('hint').style.display = 'none';  // no lines to hover: the layers are a table
 }
 
 function drawStudents(step) {
   const units = state.info.units;
-  const head = el('tr', {}, ['student', 'inputs', 'truth', 'PASS', 'loss before → after'].map((h) => el('th', {}, h)));
+  const head = el('tr', {}, ['student', 'inputs', 'truth', 'PASS before', 'loss before → after'].map((h) => el('th', {}, h)));
   const rows = step.students.map((s) => el('tr', {}, [el('td', {}, s.name),
     el('td', {}, s.raw ? s.raw.map((v, i) => unit(v, units[i])).join(', ') : '–'), el('td', {}, s.target),
     el('td', {}, pct(s.pass)), el('td', {}, `${fmt(s.loss)} → ${fmt(s.loss_after)}`)]));
@@ -593,7 +628,7 @@ function drawCurve(row) {
   const other = state.compareInfo && state.compareInfo.kind === 'lesson' ? state.compareInfo : null;
   const lines = [[info.train_loss || losses, '#f97316', 3]];  // a lesson: all training students; else the batches
   if (other) lines.push([other.train_loss, '#7c3aed', 2.5]);
-  const finite = lines.flatMap(([v]) => v || []).concat(losses).filter((v) => v !== null && Number.isFinite(v));
+  const finite = lines.flatMap(([v]) => v || []).filter((v) => v !== null && Number.isFinite(v));  // what is drawn
   if (!finite.length) { document.getElementById('curve').replaceChildren(root); return; }
   const top = Math.max(...finite), n = Math.max(losses.length - 1, (other ? other.steps : 1) - 1, 1);
   const x = (i) => pad + (W - pad - 10) * i / n;
@@ -612,6 +647,7 @@ function drawCurve(row) {
   const legend = info.kind !== 'lesson' ? "loss of each step's batch"
     : `loss on all training students after each step (● step ${info.step[row]}: ${fmt(here)})` + (other ? `; purple: ${state.compare}` : '');
   root.append(svg('text', {x: pad, y: H - 12, 'font-size': 19, fill: '#334155'}, legend));
+  root.append(svg('text', {x: W - 10, y: H - 30, 'text-anchor': 'end', 'font-size': 17, fill: '#64748b'}, `step ${info.step[info.step.length - 1] ?? ''} →`));
   document.getElementById('curve').replaceChildren(root);
 }
 
@@ -620,8 +656,9 @@ async function drawDecisionMap(row) {
   if (!state.info.decision_map) { box.style.display = 'none'; return; }
   box.style.display = '';
   const run = state.run, seq = state.seq;
+  const before = state.view === 'before' || state.view === 'forward';   // the map as the step found it
   let answer;
-  try { answer = await getJSON('./decision_map', {run, step: row}); } catch (err) { return; }
+  try { answer = await getJSON('./decision_map', {run, step: row, before: before ? '1' : '0'}); } catch (err) { return; }
   if (!answer.available || seq !== state.seq) return;
   const map = answer.map;
   const grid = map.pass_confidence;
@@ -658,7 +695,8 @@ async function drawDecisionMap(row) {
     root.append(svg('text', {x: cx + 11, y: cy + 6, 'font-size': 19, fill: 'white', stroke: '#0f172a', 'stroke-width': 3,
       'paint-order': 'stroke'}, map.names[k]));
   });
-  box.replaceChildren(el('h3', {}, `decision map after step ${state.info.step[row]}, sleep held at ${fmt(map.slept, 1)} h`),
+  const when = before ? (row ? `before step ${state.info.step[row]}` : 'before training') : `after step ${state.info.step[row]}`;
+  box.replaceChildren(el('h3', {}, `decision map ${when}, sleep held at ${fmt(map.slept, 1)} h`),
     root, el('div', {style: 'font-size: 16px; color: #475569'}, "blue PASS, red FAIL; dots: the network's answer for each student (own sleep); ✕ wrong"));
 }
 
@@ -668,7 +706,7 @@ function drawBlocks(step) {
   const rows = [];
   for (const block of step.blocks) {
     for (const [what, s] of Object.entries(block.summary)) {
-      rows.push(el('tr', {}, [el('td', {}, block.name), el('td', {}, block.shape.join('×')), el('td', {}, what),
+      rows.push(el('tr', {}, [el('td', {}, block.name), el('td', {}, (s.shape || block.shape).join('×')), el('td', {}, what),
         ...['mean', 'std', 'norm', 'min', 'max'].map((k) => el('td', {}, fmt(s[k])))]));
     }
   }
