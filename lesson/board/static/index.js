@@ -497,7 +497,7 @@ function drawNetwork(box, info, step, runLabel, sharedTop) {
     const [big, small] = values[col][i] ?? ['', ''];
     root.append(svg('text', {x: cols[col], y: ys[col][i] + 16, 'text-anchor': 'middle', 'font-size': 20, class: 'node-value'}, big));
     if (small && col === 0) root.append(svg('text', {x: cols[col] - r - 6, y: ys[col][i] + 5, 'text-anchor': 'end', 'font-size': 19, fill: '#64748b'}, small));
-    if (small && col === 2) root.append(svg('text', {x: cols[col] + r + 4, y: ys[col][i] + 6, 'text-anchor': 'start', 'font-size': 17, fill: '#64748b'}, small));
+    if (small && col === 2) root.append(svg('text', {x: cols[col] + r + 4, y: ys[col][i] + 6, 'text-anchor': 'start', 'font-size': 19, fill: '#64748b'}, small));
   }));
   if (runLabel) root.append(svg('text', {x: W / 2, y: 20, 'text-anchor': 'middle', 'font-size': 20, 'font-weight': 'bold'},
     `${runLabel} · loss ${exact(step.loss)}`));
@@ -647,7 +647,7 @@ function drawCurve(row) {
   const legend = info.kind !== 'lesson' ? "loss of each step's batch"
     : `loss on all training students after each step (● step ${info.step[row]}: ${fmt(here)})` + (other ? `; purple: ${state.compare}` : '');
   root.append(svg('text', {x: pad, y: H - 12, 'font-size': 19, fill: '#334155'}, legend));
-  root.append(svg('text', {x: W - 10, y: H - 30, 'text-anchor': 'end', 'font-size': 17, fill: '#64748b'}, `step ${info.step[info.step.length - 1] ?? ''} →`));
+  root.append(svg('text', {x: W - 10, y: H - 30, 'text-anchor': 'end', 'font-size': 19, fill: '#64748b'}, 'steps →'));
   document.getElementById('curve').replaceChildren(root);
 }
 
