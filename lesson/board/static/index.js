@@ -477,9 +477,9 @@ function drawNetwork(box, info, step, runLabel, sharedTop) {
   }
   if (worked) {
     const [name, i, j] = worked, col = name === 'hidden.weight' ? 0 : 1;
-    // beside the line, a third of the way from its end: clear of the circles at both ends
-    const at = (a, b) => a + (b - a) * 0.62;
-    root.append(svg('text', {x: at(cols[col] + r, cols[col + 1] - r), y: at(ys[col][j], ys[col + 1][i]) + 30,
+    // above the line's middle: clear of the circles at both ends
+    const at = (a, b) => a + (b - a) * 0.5;
+    root.append(svg('text', {x: at(cols[col] + r, cols[col + 1] - r), y: at(ys[col][j], ys[col + 1][i]) - 14,
       'text-anchor': 'middle', 'font-size': 19, 'font-weight': 'bold', id: 'worked-label',
       stroke: 'white', 'stroke-width': 4, 'paint-order': 'stroke'}, 'worked on this page'));
   }
