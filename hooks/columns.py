@@ -1,8 +1,9 @@
 """Column: one growing tensor per field, stored in chunks of 16, 32, 64, 128, then 256 rows.
 
 Chunks (rather than one tensor that doubles) keep the memory held within one chunk of the numbers
-stored, and appending never copies what is already there. Rows of a batch field are padded to the
-widest batch seen (NaN for floats, -1 for integers); a step's own batch size is kept beside it.
+stored, and appending never copies what is already there. Rows of different shapes (batches of 8, 8
+and 4; sequences of different lengths) are padded to the largest seen along each dimension (NaN for
+floats, -1 for integers); the SnapshotLog keeps each row's own shape beside it.
 
 Hot path: the Recorder stages each step's values (SnapshotLog.stage_step) and they arrive here in
 bulk through put_rows: one torch.stack per column for each batch of staged steps.
@@ -100,28 +101,33 @@ class Column:
         return self.chunks[chunk][offset]
 
     def write(self, i: int, value: torch.Tensor) -> None:
-        """Copy value into row i now. A batch narrower than the row fills the front; wider widens the column."""
+        """Copy value into row i now. A value smaller than the row along any dimension fills its front (the
+        rest is padding); a larger one widens the column, padding the rows before it."""
         row = self.row(i)
         if value.shape == row.shape:
             row.copy_(value)
             return
-        if value.dim() != row.dim() or value.shape[1:] != row.shape[1:]:
+        if value.dim() != row.dim():
             raise ValueError(f"column {self.name!r}: shape {tuple(value.shape)} does not fit rows of shape "
                              f"{self.row_shape}")
-        if value.shape[0] > row.shape[0]:
-            self._widen(value.shape[0])
+        if any(v > r for v, r in zip(value.shape, row.shape)):
+            self._widen(tuple(max(v, r) for v, r in zip(value.shape, row.shape)))
             row = self.row(i)
-        row[: value.shape[0]].copy_(value)
-        row[value.shape[0]:].fill_(pad_value(self.dtype))
+        row.fill_(pad_value(self.dtype))
+        row[tuple(slice(0, n) for n in value.shape)].copy_(value)
 
-    def _widen(self, batch: int) -> None:
-        old = self.chunks
-        self.row_shape = (batch, *self.row_shape[1:])
+    def _widen(self, row_shape: tuple[int, ...]) -> None:
+        old, self.row_shape = self.chunks, row_shape
         self.chunks = []
         for chunk in old:
-            wide = padded((len(chunk), *self.row_shape), self.dtype)
-            wide[:, : chunk.shape[1]].copy_(chunk)
+            wide = padded((len(chunk), *row_shape), self.dtype)
+            wide[(slice(None), *(slice(0, n) for n in chunk.shape[1:]))].copy_(chunk)
             self.chunks.append(wide)
+
+    def promote(self, dtype: torch.dtype) -> None:
+        """Hold `dtype` from now on (e.g. float32 -> float64 after a layer's .double()): exact for every row."""
+        self.chunks = [c.to(dtype) for c in self.chunks]
+        self.dtype = dtype
 
     # ---- reading ----
     def at(self, i: int) -> torch.Tensor:
