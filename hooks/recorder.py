@@ -197,8 +197,8 @@ class Recorder:
         """Remove every hook and wrapper this recorder attached (safe to call twice)."""
         if self._watch is not None:
             self._watch.stop()
-        if self._fwd is not None and self._fwd.trained and self._grads_cleared():
-            self._skipped[SKIPPED] += 1
+        if self._fwd is not None and self._fwd.trained and self._started:
+            self._skipped[SKIPPED] += 1  # the loop ended after a backward whose step never ran
         self._detach_capture()
         for wrap in reversed(self._wraps):
             wrap.restore()
@@ -348,26 +348,29 @@ class Recorder:
                 elif isinstance(x, torch.Tensor):
                     fwd.batch = x.shape[batch_dim] if x.dim() == 3 else 1
             calls = fwd.calls
+            if name not in calls and isinstance(output, torch.Tensor):  # the usual case: names made once
+                calls[name] = 1
+                self._keep(fwd.items, act_name, output)
+                if output.requires_grad:
+                    output.register_hook(self._grad_of(fwd, grad_name))
+                return
             if name in calls:  # a module called again in this forward: its own name, act#1, act#2, ...
                 key = f"{name}#{calls[name]}"
                 calls[name] += 1
             else:
                 key = name
                 calls[name] = 1
-            if isinstance(output, torch.Tensor):
-                named = [("", output)]
-            else:
-                named = tensors_in(output)
-                if not named:
-                    self._unseen(f"activation of {key} (returns {type(output).__name__}, no tensor)")
+            named = tensors_in(output)
+            if not named:
+                self._unseen(f"activation of {key} (returns {type(output).__name__}, no tensor)")
             for suffix, value in named:
                 full = key + suffix
                 if full not in self._layers:
                     self._layers.add(full)
                     self._log.layers.append(full)
-                self._keep(fwd.items, act_name if full is name else f"act:{full}", value)
+                self._keep(fwd.items, f"act:{full}", value)
                 if value.requires_grad:
-                    value.register_hook(self._grad_of(fwd, grad_name if full is name else f"act_grad:{full}"))
+                    value.register_hook(self._grad_of(fwd, f"act_grad:{full}"))
         return seen
 
     def _grad_of(self, fwd: _Forward, key: str):
@@ -480,20 +483,21 @@ class Recorder:
             fwd = self._fwd = None
         if self._watch is not None:
             self._watch.stop()
+        seen, self._seen = self._seen, [None] * len(self._seen)  # later backwards of this step are not its own
         if not self._capturing():
             return
         items = self._step_items = []
-        if fwd is None or fwd is not self._current and not fwd.items and not self.policy.stats_only:
+        if fwd is None:
             self._unseen("a step's training forward (no forward of the model in the step)")
-        if fwd is not None:
+        else:
             loss = fwd.loss
             if loss is None and isinstance(closure_loss, torch.Tensor) and closure_loss.dim() == 0:
                 loss = closure_loss.detach()
             if fwd.targets is not None and not self.policy.stats_only:
                 self._keep(items, "targets", fwd.targets)
             if loss is not None:
-                if scale is not None and fwd.targets is None and not isinstance(self.loss_fn, nn.Module):
-                    loss = loss / scale  # the backward root was the scaled loss
+                if scale is not None and self._watch is not None:
+                    loss = loss / scale  # a functional loss is the backward root: the scaled loss
                 self._keep(items, "loss", loss)  # 0-d: kept as a value under every policy
             for name, grad in fwd.grads:
                 self._keep(items, name, grad / scale if scale is not None else grad)
@@ -510,14 +514,13 @@ class Recorder:
             self._unseen("gradient of a parameter whose .grad was None at a step (recorded as NaN; the optimizer "
                          "did not step it): " + ", ".join(missing))
         items += [("param_before", self._params.values(), None), ("param_grad", grads, None)]
-        self._read_norm_before_clipping(items, scale)
+        self._read_norm_before_clipping(items, seen, scale)
 
-    def _read_norm_before_clipping(self, items: list, scale: float | None) -> None:
+    def _read_norm_before_clipping(self, items: list, seen: list, scale: float | None) -> None:
         """The norm before clipping, when the gradients at the step are not the ones backward left."""
         if self.distributed:
             self._unseen("the gradient norm before clipping (under DDP backward hooks see the local gradient)")
             return
-        seen, self._seen = self._seen, [None] * len(self._seen)
         norms, self._norms = self._norms, [None] * len(self._norms)
         edited = False
         for p, s, here in zip(self._params.tensors, seen, self._params.present):
