@@ -18,6 +18,7 @@ import operator
 
 import torch
 from torch import nn
+from torch._utils import _flatten_dense_tensors
 
 from nn_lesson.hooks.snapshot_log import ParamSlot
 
@@ -44,6 +45,10 @@ class SteppedParams:
         self.present: list[bool] = []           # is the slot's parameter in the optimizer now?
         self._listed: list[torch.Tensor] = []   # the optimizer's parameters, as last read
         self._left_out: list[torch.Tensor] = []  # in the optimizer but frozen (requires_grad=False) when read
+        # Flat views of the values, kept only while they still alias the parameter's storage: a view holds
+        # its storage alive, so a parameter whose .data was replaced (or converted) can never show the same
+        # address, and the view is remade. Changes in place (p.data.clamp_()) are read through the view.
+        self._views: list[torch.Tensor | None] = []
         self.width = 0
         self.refresh()
 
@@ -72,16 +77,33 @@ class SteppedParams:
             added.append(slot)
         in_optimizer = {id(p) for p in listed}
         self.present = [id(t) in in_optimizer and t.requires_grad for t in self.tensors]
+        self._views = [None] * len(self.tensors)
         self._left_out = [p for p in listed if not p.requires_grad]
         return added
 
     def values(self) -> torch.Tensor:
         """Every slot's current values, flat (read now, through the optimizer's own references)."""
+        views = self._views
+        for i, (t, v) in enumerate(zip(self.tensors, views)):
+            if v is None or v.data_ptr() != t.data_ptr() or v.dtype != t.dtype or v.numel() != t.numel():
+                if t.shape != self.slots[i].shape:
+                    raise RuntimeError(SHAPE_CHANGED.format(name=self.slots[i].name, old=self.slots[i].shape,
+                                                            new=tuple(t.shape)))
+                views[i] = t.detach().view(-1) if t.is_contiguous() else None
+                if views[i] is None:
+                    return self._flat([t.detach() for t in self.tensors])
+        if all(self.present):
+            return torch.cat(views)
         return self._flat([t.detach() for t in self.tensors])
 
     def grads(self) -> tuple[torch.Tensor, list[str]]:
         """Every slot's gradient as the optimizer will read it (a sparse one densified), flat; and the names
         of the slots whose .grad is None (recorded as NaN: the optimizer does not step them)."""
+        grads = [t.grad for t in self.tensors]
+        if all(self.present) and all(g is not None and g.layout == torch.strided for g in grads):
+            flat = _flatten_dense_tensors(grads)  # the usual case: one call
+            if flat.numel() == self.width:
+                return flat, []
         grads, missing = [], []
         for slot, t, here in zip(self.slots, self.tensors, self.present):
             g = t.grad
