@@ -227,9 +227,9 @@ class Recorder:
         for handle in self._grad_hooks:
             handle.remove()
         n = len(self._params.tensors)
+        self._seen, self._norms = [None] * n, [None] * n  # before the hooks, which hold these lists
         self._grad_hooks = [p.register_post_accumulate_grad_hook(self._grad_hook(i))
                             for i, p in enumerate(self._params.tensors)]
-        self._seen, self._norms = [None] * n, [None] * n
 
     def _attach_capture(self) -> None:
         """The wrappers that copy a step's numbers. Under every_k(k) they are on only from the end of the
@@ -304,7 +304,7 @@ class Recorder:
                 self._skipped[SKIPPED] += 1
             elif fwd is not None:
                 self._skipped[UNTRAINED] += 1
-            self._seen = [None] * len(self._seen)
+            self._seen[:] = [None] * len(self._seen)
         elif not self._capturing():
             self._step += 1  # without an optimizer every forward is a step
             return None
@@ -447,11 +447,13 @@ class Recorder:
 
     # ---- gradients and the optimizer ----
     def _grad_hook(self, i: int):
+        seen = self._seen
+
         def hook(p: torch.Tensor) -> None:
             """Post-accumulate-grad hook, hook(param): fires when backward has added into p.grad."""
             if not self._in_step:
                 grad = p.grad
-                self._seen[i] = (grad, grad._version)
+                seen[i] = (grad, grad._version)
                 if self._eager_norms and self._capturing():
                     self._norms[i] = torch.linalg.vector_norm(grad.to_dense() if grad.is_sparse else grad)
         return hook
@@ -495,7 +497,8 @@ class Recorder:
             fwd = self._fwd = None
         if self._watch is not None:
             self._watch.stop()
-        seen, self._seen = self._seen, [None] * len(self._seen)  # later backwards of this step are not its own
+        seen = list(self._seen)
+        self._seen[:] = [None] * len(seen)  # later backwards of this step are not its own
         if not self._capturing():
             return
         items = self._step_items = []
@@ -537,7 +540,8 @@ class Recorder:
         if self.distributed:
             self._unseen("the gradient norm before clipping (under DDP backward hooks see the local gradient)")
             return
-        norms, self._norms = self._norms, [None] * len(self._norms)
+        norms = list(self._norms)
+        self._norms[:] = [None] * len(norms)
         edited = False
         for p, s, here in zip(self._params.tensors, seen, self._params.present):
             if not here:
@@ -565,7 +569,7 @@ class Recorder:
         if self._watch is not None:
             self._watch.stop()
         fwd, self._fwd = self._fwd, None
-        self._seen = [None] * len(self._seen)
+        self._seen[:] = [None] * len(self._seen)
         kept = self._capturing()
         if kept:
             if self._params.slots:

@@ -85,16 +85,15 @@ class SteppedParams:
         """Every slot's current values, flat (read now, through the optimizer's own references)."""
         views = self._views
         for i, (t, v) in enumerate(zip(self.tensors, views)):
-            if v is None or v.data_ptr() != t.data_ptr() or v.dtype != t.dtype or v.numel() != t.numel():
-                if t.shape != self.slots[i].shape:
-                    raise RuntimeError(SHAPE_CHANGED.format(name=self.slots[i].name, old=self.slots[i].shape,
-                                                            new=tuple(t.shape)))
-                views[i] = t.detach().view(-1) if t.is_contiguous() else None
-                if views[i] is None:
+            # A new address means new storage (replaced .data, another dtype or shape): remake the view.
+            if v is None or v.data_ptr() != t.data_ptr():
+                if t.shape != self.slots[i].shape or not t.is_contiguous():
                     return self._flat([t.detach() for t in self.tensors])
-        if all(self.present):
-            return torch.cat(views)
-        return self._flat([t.detach() for t in self.tensors])
+                views[i] = t.detach().view(-1)
+        flat = torch.cat(views)
+        if flat.numel() != self.width or not all(self.present):  # a view of the same storage, reshaped
+            return self._flat([t.detach() for t in self.tensors])
+        return flat
 
     def grads(self) -> tuple[torch.Tensor, list[str]]:
         """Every slot's gradient as the optimizer will read it (a sparse one densified), flat; and the names
