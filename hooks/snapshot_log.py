@@ -25,7 +25,7 @@ import torch
 
 from nn_lesson.hooks.columns import Column
 from nn_lesson.hooks.snapshot_file import is_column, read_snapshot_file, write_snapshot_file
-from nn_lesson.hooks.statistics import STAT_NAMES, row_stats
+from nn_lesson.hooks.statistics import STAT_NAMES, WorkBuffers, row_stats
 
 # Steps staged before they are stacked into the columns. Small enough that the staged tensor objects
 # don't give Python's cyclic GC much to walk; large enough that one stack serves many steps.
@@ -86,6 +86,7 @@ class SnapshotLog:
         # Statistics policy: the staged weights before and (rows, weights after) of one flush, for the updates.
         self._stats_before: torch.Tensor | None = None
         self._stats_after: tuple[list[int], torch.Tensor] | None = None
+        self._work = WorkBuffers()  # the statistics' temporaries, reused by every flush: memory stays flat
         self.steps = 0        # committed steps
 
     # ---- writing (used by the Recorder) ----
@@ -139,9 +140,10 @@ class SnapshotLog:
         self._stats_before = self._stats_after = None
         if after is None or before is None:
             return
-        rows, update = after[0], after[1] - before
+        rows = after[0]
+        update = torch.sub(after[1], before, out=self._work.get("update", tuple(before.shape), before.dtype))
         for p in self.params:
-            stats = row_stats(update[:, p.offset: p.offset + p.numel], self.stat_bins)
+            stats = row_stats(update[:, p.offset: p.offset + p.numel], self.stat_bins, self._work)
             self.column(f"stats:{p.name}:update", stats[0]).put_rows(rows, list(stats))
 
     def _put(self, name: str, rows: list[int], items) -> None:
@@ -187,7 +189,11 @@ class SnapshotLog:
             for row, t in zip(rows, tensors):
                 self._put_stats(name, [row], [t])
             return
-        stacked = torch.stack(tensors)
+        first = tensors[0]
+        if all(t.dtype == first.dtype for t in tensors):
+            stacked = torch.stack(tensors, out=self._work.get(f"stack:{name}", (len(tensors), *first.shape), first.dtype))
+        else:
+            stacked = torch.stack(tensors)
         if name.startswith("param_"):
             which = {"param_before": "value", "param_grad": "grad", "param_after": "after"}[name]
             if which == "after":  # the update is what the statistics keep: after - before, per parameter
@@ -199,7 +205,7 @@ class SnapshotLog:
         else:
             groups = [(name, stacked)]
         for stat_name, values in groups:
-            stats = row_stats(values, self.stat_bins)
+            stats = row_stats(values, self.stat_bins, self._work)
             self.column(f"stats:{stat_name}", stats[0]).put_rows(rows, list(stats))
 
     def column(self, name: str, like: torch.Tensor | None = None, row_shape: tuple[int, ...] | None = None,
