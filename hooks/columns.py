@@ -30,7 +30,7 @@ def padded(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 
 
 class Column:
-    __slots__ = ("row_shape", "dtype", "chunks", "chunk_rows", "name", "starts", "capacity")
+    __slots__ = ("row_shape", "dtype", "chunks", "chunk_rows", "name", "starts", "capacity", "filled")
 
     def __init__(self, row_shape: tuple[int, ...], dtype: torch.dtype, chunk_rows: int = CHUNK_ROWS,
                  name: str = ""):
@@ -41,11 +41,15 @@ class Column:
         self.name = name
         self.starts: list[int] = []   # first row of each chunk, kept as chunks are added (the hot path reads it)
         self.capacity = 0
+        # Rows below `filled` hold values or padding; chunks are allocated empty and a row is padded only
+        # when a later row is written or it is read: fresh memory is written once, not filled and then written.
+        self.filled = 0
 
     @classmethod
     def from_values(cls, values: torch.Tensor, name: str = "") -> "Column":
         col = cls(tuple(values.shape[1:]), values.dtype, max(1, values.shape[0]), name)
         col.chunks, col.starts, col.capacity = [values], [0], values.shape[0]
+        col.filled = values.shape[0]
         return col
 
     # ---- writing ----
@@ -54,6 +58,7 @@ class Column:
         shape go in with one torch.stack; others one by one."""
         tensors = isinstance(values[0], torch.Tensor)
         self._allocate(rows[-1])
+        self._written(rows[0], rows[-1] + 1)
         consecutive = rows[-1] - rows[0] == len(rows) - 1
         if not tensors:
             if consecutive:
@@ -90,13 +95,34 @@ class Column:
     def _allocate(self, i: int) -> None:
         while i >= self.capacity:
             rows = min(self.chunk_rows, 16 << len(self.chunks))
-            self.chunks.append(padded((rows, *self.row_shape), self.dtype))
+            self.chunks.append(torch.empty((rows, *self.row_shape), dtype=self.dtype))
             self.starts.append(self.capacity)
             self.capacity += rows
+
+    def _written(self, start: int, end: int) -> None:
+        """Rows start..end-1 are about to be written: pad the rows skipped before them."""
+        if start > self.filled:
+            self._pad(self.filled, start)
+        self.filled = max(self.filled, end)
+
+    def _pad(self, start: int, end: int) -> None:
+        self._allocate(end - 1)
+        while start < end:
+            chunk, offset = self._locate(start)
+            n = min(end - start, len(self.chunks[chunk]) - offset)
+            self.chunks[chunk][offset: offset + n].fill_(pad_value(self.dtype))
+            start += n
+
+    def _readable(self, n: int) -> None:
+        """Rows below n are read: pad the ones never written."""
+        if n > self.filled:
+            self._pad(self.filled, n)
+            self.filled = n
 
     def row(self, i: int) -> torch.Tensor:
         """The storage of row i, to write into directly (the eager path); allocates chunks as needed."""
         self._allocate(i)
+        self._written(i, i + 1)
         chunk, offset = self._locate(i)
         return self.chunks[chunk][offset]
 
@@ -132,6 +158,7 @@ class Column:
     # ---- reading ----
     def at(self, i: int) -> torch.Tensor:
         """Row i (a view), without gathering the whole column."""
+        self._readable(i + 1)
         chunk, offset = self._locate(i)
         return self.chunks[chunk][offset]
 
@@ -139,6 +166,7 @@ class Column:
         """Rows 0..n-1 as one tensor (a view when they sit in a single chunk)."""
         if n == 0:
             return torch.empty((0, *self.row_shape), dtype=self.dtype)
+        self._readable(n)
         if n <= len(self.chunks[0]):
             return self.chunks[0][:n]
         used = self._locate(n - 1)[0] + 1
