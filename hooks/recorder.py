@@ -528,11 +528,14 @@ class Recorder:
             items.append(("loss_scale", scale, None))
         if not self._params.slots:
             return
-        grads, missing = self._params.grads()
+        out = self._log_row("param_grad")
+        grads, missing = self._params.grads(out)
         if missing:
             self._unseen("gradient of a parameter whose .grad was None at a step (recorded as NaN; the optimizer "
                          "did not step it): " + ", ".join(missing))
-        items += [("param_before", self._params.values(), None), ("param_grad", grads, None)]
+        if grads is not out:
+            items.append(("param_grad", grads, None))
+        self._read_values(items, "param_before")
         self._read_norm_before_clipping(items, seen, scale)
 
     def _read_norm_before_clipping(self, items: list, seen: list, scale: float | None) -> None:
@@ -573,7 +576,7 @@ class Recorder:
         kept = self._capturing()
         if kept:
             if self._params.slots:
-                self._step_items.append(("param_after", self._params.values(), None))
+                self._read_values(self._step_items, "param_after")
             self._commit(fwd)
         self._step_items = []
         self._step += 1
@@ -583,6 +586,18 @@ class Recorder:
                 self._attach_capture()
             elif kept:
                 self._detach_capture()
+
+    def _log_row(self, name: str) -> torch.Tensor | None:
+        """Where this step's flat parameter row can be copied straight into the log, if anywhere."""
+        tensors = self._params.tensors
+        return self._log.row_for(name, self._row, self._params.width, tensors[0].dtype) if tensors else None
+
+    def _read_values(self, items: list, name: str) -> None:
+        """The parameters now: copied into the log's row when they fit it, else staged."""
+        out = self._log_row(name)
+        flat = self._params.values(out)
+        if flat is not out:
+            items.append((name, flat, None))
 
     def _commit(self, fwd: _Forward | None) -> None:
         items = (fwd.items if fwd is not None else []) + self._step_items

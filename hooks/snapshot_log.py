@@ -113,6 +113,19 @@ class SnapshotLog:
         self.flush()  # a flush's rows then have one width
         self.params += slots
 
+    def row_for(self, name: str, row: int, width: int, dtype: torch.dtype) -> torch.Tensor | None:
+        """The storage of row `row` of a flat (width,) column, for the Recorder to copy a step's parameters
+        straight into: one copy instead of a temporary and a stack. None where the row must be staged
+        (the statistics policy, or a column of another dtype or width)."""
+        if self.stat_bins:
+            return None
+        column = self._columns.get(name)
+        if column is None:
+            column = self.column(name, row_shape=(width,), dtype=dtype)
+        if column.dtype != dtype or column.row_shape != (width,):
+            return None
+        return column.row(row)
+
     def flush(self) -> None:
         if not self._staged:
             return

@@ -81,8 +81,9 @@ class SteppedParams:
         self._left_out = [p for p in listed if not p.requires_grad]
         return added
 
-    def values(self) -> torch.Tensor:
-        """Every slot's current values, flat (read now, through the optimizer's own references)."""
+    def values(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Every slot's current values, flat (read now, through the optimizer's own references). Written
+        into `out` (a log row) when its dtype and size fit, and then `out` is returned."""
         views = self._views
         for i, (t, v) in enumerate(zip(self.tensors, views)):
             # A new address means new storage (replaced .data, another dtype or shape): remake the view.
@@ -90,16 +91,20 @@ class SteppedParams:
                 if t.shape != self.slots[i].shape or not t.is_contiguous():
                     return self._flat([t.detach() for t in self.tensors])
                 views[i] = t.detach().view(-1)
-        flat = torch.cat(views)
-        if flat.numel() != self.width or not all(self.present):  # a view of the same storage, reshaped
+        if not all(self.present) or sum(v.numel() for v in views) != self.width:  # a view reshaped in place
             return self._flat([t.detach() for t in self.tensors])
-        return flat
+        if out is not None and all(v.dtype == out.dtype for v in views):
+            return torch.cat(views, out=out)
+        return torch.cat(views)
 
-    def grads(self) -> tuple[torch.Tensor, list[str]]:
-        """Every slot's gradient as the optimizer will read it (a sparse one densified), flat; and the names
-        of the slots whose .grad is None (recorded as NaN: the optimizer does not step them)."""
+    def grads(self, out: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
+        """Every slot's gradient as the optimizer will read it (a sparse one densified), flat (into `out`
+        when it fits, as values()); and the names of the slots whose .grad is None (recorded as NaN: the
+        optimizer does not step them)."""
         grads = [t.grad for t in self.tensors]
         if all(self.present) and all(g is not None and g.layout == torch.strided for g in grads):
+            if out is not None and all(g.dtype == out.dtype for g in grads) and sum(g.numel() for g in grads) == self.width:
+                return torch.cat([g.reshape(-1) for g in grads], out=out), []
             flat = _flatten_dense_tensors(grads)  # the usual case: one call
             if flat.numel() == self.width:
                 return flat, []
