@@ -23,8 +23,9 @@ Where each number comes from:
                                the output gives its gradient
   loss module's forward, wrapped  targets, loss (when loss_fn is an nn.Module)
   BackwardWatch                the loss = the tensor backward() started from (no loss module given)
-  post-accumulate-grad hooks   which gradients backward left: tells gradient accumulation from gradients
-                               thrown away, and gives the norm before clipping
+  post-accumulate-grad hooks   which gradients backward left: the norm before clipping (while capturing)
+  the gradients themselves     at a forward while a trained one is pending: cleared since (a skipped
+                               iteration) or still there (gradient accumulation)
   optimizer step pre-hook      lr of each group, parameters before, the gradients the optimizer reads; the
                                GradScaler stepping it, if any (hooks/loss_scale.py), whose scale is divided
                                out of the loss and the activation gradients and kept as `loss_scale`
@@ -156,9 +157,8 @@ class Recorder:
         # so its values are cloned when seen.
         self._copy_now = any(getattr(m, "inplace", False) for _, m in self._layers_of)
         # What backward left in each slot's .grad: (grad, its version), from post-accumulate-grad hooks. At
-        # the next forward, a gradient that is gone or was zeroed means the pending forward's gradients were
-        # thrown away (a skipped iteration); at the step, one changed in place means clipping or unscaling,
-        # and from then on the hooks also compute each norm (~7 µs a parameter, so only then).
+        # the step, one changed in place means clipping or unscaling, and from then on the hooks also compute
+        # each norm (~7 µs a parameter, so only then).
         self._seen: list[tuple[torch.Tensor, int] | None] = []
         self._norms: list[torch.Tensor | None] = []
         self._eager_norms = False
@@ -221,17 +221,22 @@ class Recorder:
         if self.optimizer is not None:
             self._handles.append(self.optimizer.register_step_pre_hook(self._on_step_begin))
             self._handles.append(self.optimizer.register_step_post_hook(self._on_step_end))
-            self._hook_grads()
         self._attach_capture()
 
     def _hook_grads(self) -> None:
-        """Post-accumulate-grad hooks on every slot (again when slots were added)."""
-        for handle in self._grad_hooks:
-            handle.remove()
+        """Post-accumulate-grad hooks on every slot while capturing (again when slots were added). Under
+        DDP none: they would see the local gradient, not the all-reduced one the optimizer uses."""
+        self._unhook_grads()
         n = len(self._params.tensors)
         self._seen, self._norms = [None] * n, [None] * n  # before the hooks, which hold these lists
-        self._grad_hooks = [p.register_post_accumulate_grad_hook(self._grad_hook(i))
-                            for i, p in enumerate(self._params.tensors)]
+        if self.optimizer is not None and not self.distributed:
+            self._grad_hooks = [p.register_post_accumulate_grad_hook(self._grad_hook(i))
+                                for i, p in enumerate(self._params.tensors)]
+
+    def _unhook_grads(self) -> None:
+        for handle in self._grad_hooks:
+            handle.remove()
+        self._grad_hooks = []
 
     def _attach_capture(self) -> None:
         """The wrappers that copy a step's numbers. Under every_k(k) they are on only from the end of the
@@ -242,11 +247,13 @@ class Recorder:
             self._capture.append(ForwardWrap(module, self._layer_seen(name, module)))
         if isinstance(self.loss_fn, nn.Module):
             self._capture.append(ForwardWrap(self.loss_fn, self._on_loss))
+        self._hook_grads()
 
     def _detach_capture(self) -> None:
         for wrap in reversed(self._capture):
             wrap.restore()
         self._capture.clear()
+        self._unhook_grads()
 
     def mark_samples(self, indices: torch.Tensor | list[int]) -> None:
         """Optional: say which samples (dataset row numbers) the next step uses, e.g. 0 for Sarah."""
@@ -300,7 +307,7 @@ class Recorder:
         if self.optimizer is not None:
             fwd = self._fwd
             if fwd is not None and self._trained(fwd):
-                if not self._grads_cleared():
+                if self._in_step or not self._grads_cleared():  # in a step: a closure's re-evaluation
                     self._skipped[EXTRA] += 1
                     return None
                 self._skipped[SKIPPED] += 1
@@ -326,14 +333,13 @@ class Recorder:
         return fwd
 
     def _grads_cleared(self) -> bool:
-        """Were the gradients backward left cleared (zero_grad) since? Under DDP only set_to_none is seen:
-        the reducer writes the all-reduced gradient into .grad after these hooks ran."""
-        for s, p in zip(self._seen, self._params.tensors):
-            if s is not None:
-                g = p.grad
-                if g is None or g is not s[0] or (not self.distributed and g._version != s[1]):
-                    return True
-        return False
+        """A trained forward is pending and another begins: were its gradients cleared since (zero_grad,
+        set to None or to zeros), or are they still there to accumulate into? Read from the gradients
+        themselves, so it holds under every policy and DDP; it runs only on such iterations (a skipped one,
+        or accumulation). A backward whose gradients are all exactly zero reads as cleared: its forward
+        then yields the row to the next one, which the same step also consumes."""
+        grads = [p.grad for p in self._params.tensors]
+        return all(g is None or not bool(g.any()) for g in grads)
 
     def _layer_seen(self, name: str, module: nn.Module):
         rnn = isinstance(module, nn.RNNBase)
@@ -469,10 +475,11 @@ class Recorder:
         self._in_step = True
         if self._params.refresh():
             self._log.add_params(self._params.slots[len(self._log.params):])
-            self._hook_grads()
+            if self._capture:
+                self._hook_grads()
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)  # args[0] is the optimizer
         if closure is None:
-            self._read_step(optimizer, loss_scale_of_this_step())
+            self._read_step(optimizer)
             return None
         if self._fwd is not None and not self._trained(self._fwd):
             self._skipped[UNTRAINED] += 1
@@ -485,13 +492,13 @@ class Recorder:
             evaluations[0] += 1
             if evaluations[0] == 1:
                 self._in_step = True
-                self._read_step(optimizer, None, loss)
+                self._read_step(optimizer, loss)
             return loss
         if "closure" in kwargs:
             return args, {**kwargs, "closure": recorded_closure}
         return (args[0], recorded_closure, *args[2:]), kwargs
 
-    def _read_step(self, optimizer: torch.optim.Optimizer, scale: float | None, closure_loss: Any = None) -> None:
+    def _read_step(self, optimizer: torch.optim.Optimizer, closure_loss: Any = None) -> None:
         """Read what the optimizer is about to use: its lr, the weights, their gradients."""
         fwd = self._fwd
         if fwd is not None and not self._trained(fwd):
@@ -503,6 +510,7 @@ class Recorder:
         self._seen[:] = [None] * len(seen)  # later backwards of this step are not its own
         if not self._capturing():
             return
+        scale = loss_scale_of_this_step() if closure_loss is None else None  # GradScaler takes no closure
         items = self._step_items = []
         if fwd is None:
             self._unseen("a step's training forward (no forward of the model in the step)")
