@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import no_hooks_left
-from nn_lesson.hooks import Recorder
+from nn_lesson.hooks import Recorder, SnapshotLog
 from nn_lesson.hooks.recorder import SKIPPED
 
 STEPS = 6
@@ -667,7 +667,7 @@ class TimeFirst(nn.Module):
         return self.head(out[-1])
 
 
-def test_time_first_lstm_batch_and_whole_sequences_of_different_lengths():
+def test_time_first_lstm_batch_and_whole_sequences_of_different_lengths(tmp_path):
     g = torch.Generator().manual_seed(2)
     xs = [torch.randn(t, 3, 4, generator=g) for t in (7, 5, 7, 9, 2, 7)]
     y = torch.tensor([0, 2, 1])
@@ -682,6 +682,10 @@ def test_time_first_lstm_batch_and_whole_sequences_of_different_lengths():
         assert snap.act_grads["lstm:0"].shape == (len(x), 3, 5)
         assert snap.outputs.shape == (3, 3)
     assert not report.not_seen
+    loaded = SnapshotLog.load(log.save(tmp_path / "lstm.npz"))  # each row's own shape survives the file
+    for a, b in zip(log, loaded):
+        assert all(torch.equal(a.activations[k], b.activations[k]) for k in a.activations)
+        assert torch.equal(a.inputs, b.inputs)
 
 
 def test_packed_sequences_record_the_batch_of_sequences():
