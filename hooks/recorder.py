@@ -231,7 +231,7 @@ class Recorder:
         self._seen, self._norms = [None] * n, [None] * n  # before the hooks, which hold these lists
         if self.optimizer is not None and not self.distributed:
             self._grad_hooks = [p.register_post_accumulate_grad_hook(self._grad_hook(i))
-                                for i, p in enumerate(self._params.tensors)]
+                                for i, p in enumerate(self._params.tensors) if p.requires_grad]
 
     def _unhook_grads(self) -> None:
         for handle in self._grad_hooks:

@@ -27,6 +27,11 @@ SHAPE_CHANGED = ("Recorder: parameter {name!r} changed shape from {old} to {new}
                  "change with two Recorders")
 
 
+def _stepped(p: torch.Tensor) -> bool:
+    """Will the optimizer step it? It steps every parameter that has a gradient, frozen or not."""
+    return p.requires_grad or p.grad is not None
+
+
 def parameter_names(model: nn.Module, loss_fn: object) -> dict[int, str]:
     names = {id(p): n for n, p in model.named_parameters()}
     if isinstance(loss_fn, nn.Module):
@@ -58,11 +63,11 @@ class SteppedParams:
             return []
         listed = [p for group in self.optimizer.param_groups for p in group["params"]]
         if (len(listed) == len(self._listed) and all(map(operator.is_, listed, self._listed))
-                and not any(p.requires_grad for p in self._left_out)):
+                and not any(_stepped(p) for p in self._left_out)):
             return []
         self._listed = listed
         known = {id(t): i for i, t in enumerate(self.tensors)}
-        new = [p for p in listed if id(p) not in known and p.requires_grad]
+        new = [p for p in listed if id(p) not in known and _stepped(p)]
         new.sort(key=lambda p: self._order.get(id(p), len(self._order)))
         added = []
         for p in new:
@@ -76,9 +81,9 @@ class SteppedParams:
             self.tensors.append(p)
             added.append(slot)
         in_optimizer = {id(p) for p in listed}
-        self.present = [id(t) in in_optimizer and t.requires_grad for t in self.tensors]
+        self.present = [id(t) in in_optimizer and _stepped(t) for t in self.tensors]
         self._views = [None] * len(self.tensors)
-        self._left_out = [p for p in listed if not p.requires_grad]
+        self._left_out = [p for p in listed if not _stepped(p)]
         return added
 
     def values(self, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -38,7 +38,7 @@ class Hand:
     def stepped(self):
         """The parameters the optimizer holds now (a group may be added mid-training)."""
         held = {id(p) for group in self.opt.param_groups for p in group["params"]}
-        return [(n, p) for n, p in self.named if id(p) in held and p.requires_grad]
+        return [(n, p) for n, p in self.named if id(p) in held and (p.requires_grad or p.grad is not None)]
 
     def saw_scale(self, scale):
         self.scales.append(scale)
@@ -614,6 +614,34 @@ def test_unfreezing_mid_training_and_a_parameter_outside_the_model():
         plain_step(m, o, x, y, hand, lambda out, y: F.cross_entropy(out / e["temperature"], y))
     _, log, report = run_both(build, loop)
     assert log.param_names == ["0.bias", "2.weight", "2.bias", "param_groups.0.4", "0.weight"]
+    assert not report.not_seen
+
+
+def test_a_frozen_parameter_given_a_gradient_by_hand_is_stepped_and_recorded():
+    x, y = data()
+
+    def model_fn():
+        model = mlp(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3))
+        model[0].weight.requires_grad_(False)
+        return model
+
+    def loop(m, o, e, hand, s):
+        o.zero_grad()
+        loss = F.cross_entropy(m(x), y)
+        hand.saw_loss(loss)
+        loss.backward()
+        if s >= 2:
+            m[0].weight.grad = torch.full_like(m[0].weight, 0.01)  # the optimizer steps any tensor with a .grad
+        hand.named = list(m.named_parameters())
+        hand.before_step()
+        o.step()
+        hand.after_step()
+
+    def build():
+        model = model_fn()
+        return model, torch.optim.SGD(model.parameters(), lr=0.1), {}
+    _, log, report = run_both(build, loop)
+    assert log.param_names[-1] == "0.weight" and torch.isnan(log.param("0.weight", "grad")[:2]).all()
     assert not report.not_seen
 
 
