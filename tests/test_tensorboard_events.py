@@ -140,6 +140,7 @@ def test_diagram_is_wide_and_on_one_scale(events, record, tmp_path):
     assert [i.step for i in images][:2] == [0, 1]
     fast = train(LessonConfig(lr=5.0, epochs=2))
     assert float(fast.log.param("output.weight", "after").abs().max()) > 2 * float(record.log.param("output.weight", "after")[:12].abs().max())
+    (tmp_path / "lr5").mkdir()
     with EventWriter(tmp_path / "lr5") as writer:
         write_lesson_tensorboard(writer, fast)
     other = EventAccumulator(str(tmp_path / "lr5"), size_guidance={"images": 0})
