@@ -53,7 +53,7 @@ def test_a_learners_sidebar_has_about_a_dozen_groups(events):
     every = tags["scalars"] + tags["images"] + tags["histograms"] + tags["tensors"]
     groups = {t.split("/", 1)[0] for t in every if not t.startswith(("_hparams_", "custom_scalars"))}
     assert groups == {"1 loss", "2 accuracy", "3 weights", "4 gradients", "5 updates", "6 health", "hparams",
-                      "diagram", "autograd", "lesson", "tables", "decision map"}
+                      "0 the network", "lesson", "tables"}
     assert len(tags["scalars"]) <= 30
     assert not [t for t in tags["scalars"] if "→" in t or "bias bias" in t or "[" in t]
 
