@@ -1,8 +1,9 @@
 """Column: one growing tensor per field, stored in chunks of 16, 32, 64, 128, then 256 rows.
 
 Chunks (rather than one tensor that doubles) keep the memory held within one chunk of the numbers
-stored, and appending never copies what is already there. Rows of a batch field are padded to the
-widest batch seen (NaN for floats, -1 for integers); a step's own batch size is kept beside it.
+stored, and appending never copies what is already there. Rows of different shapes (batches of 8, 8
+and 4; sequences of different lengths) are padded to the largest seen along each dimension (NaN for
+floats, -1 for integers); the SnapshotLog keeps each row's own shape beside it.
 
 Hot path: the Recorder stages each step's values (SnapshotLog.stage_step) and they arrive here in
 bulk through put_rows: one torch.stack per column for each batch of staged steps.
@@ -29,7 +30,7 @@ def padded(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 
 
 class Column:
-    __slots__ = ("row_shape", "dtype", "chunks", "chunk_rows", "name", "starts", "capacity")
+    __slots__ = ("row_shape", "dtype", "chunks", "chunk_rows", "name", "starts", "capacity", "filled")
 
     def __init__(self, row_shape: tuple[int, ...], dtype: torch.dtype, chunk_rows: int = CHUNK_ROWS,
                  name: str = ""):
@@ -40,11 +41,15 @@ class Column:
         self.name = name
         self.starts: list[int] = []   # first row of each chunk, kept as chunks are added (the hot path reads it)
         self.capacity = 0
+        # Rows below `filled` hold values or padding; chunks are allocated empty and a row is padded only
+        # when a later row is written or it is read: fresh memory is written once, not filled and then written.
+        self.filled = 0
 
     @classmethod
     def from_values(cls, values: torch.Tensor, name: str = "") -> "Column":
         col = cls(tuple(values.shape[1:]), values.dtype, max(1, values.shape[0]), name)
         col.chunks, col.starts, col.capacity = [values], [0], values.shape[0]
+        col.filled = values.shape[0]
         return col
 
     # ---- writing ----
@@ -53,6 +58,7 @@ class Column:
         shape go in with one torch.stack; others one by one."""
         tensors = isinstance(values[0], torch.Tensor)
         self._allocate(rows[-1])
+        self._written(rows[0], rows[-1] + 1)
         consecutive = rows[-1] - rows[0] == len(rows) - 1
         if not tensors:
             if consecutive:
@@ -89,43 +95,70 @@ class Column:
     def _allocate(self, i: int) -> None:
         while i >= self.capacity:
             rows = min(self.chunk_rows, 16 << len(self.chunks))
-            self.chunks.append(padded((rows, *self.row_shape), self.dtype))
+            self.chunks.append(torch.empty((rows, *self.row_shape), dtype=self.dtype))
             self.starts.append(self.capacity)
             self.capacity += rows
+
+    def _written(self, start: int, end: int) -> None:
+        """Rows start..end-1 are about to be written: pad the rows skipped before them."""
+        if start > self.filled:
+            self._pad(self.filled, start)
+        self.filled = max(self.filled, end)
+
+    def _pad(self, start: int, end: int) -> None:
+        self._allocate(end - 1)
+        while start < end:
+            chunk, offset = self._locate(start)
+            n = min(end - start, len(self.chunks[chunk]) - offset)
+            self.chunks[chunk][offset: offset + n].fill_(pad_value(self.dtype))
+            start += n
+
+    def _readable(self, n: int) -> None:
+        """Rows below n are read: pad the ones never written."""
+        if n > self.filled:
+            self._pad(self.filled, n)
+            self.filled = n
 
     def row(self, i: int) -> torch.Tensor:
         """The storage of row i, to write into directly (the eager path); allocates chunks as needed."""
         self._allocate(i)
+        self._written(i, i + 1)
         chunk, offset = self._locate(i)
         return self.chunks[chunk][offset]
 
     def write(self, i: int, value: torch.Tensor) -> None:
-        """Copy value into row i now. A batch narrower than the row fills the front; wider widens the column."""
+        """Copy value into row i now. A value smaller than the row along any dimension fills its front (the
+        rest is padding); a larger one widens the column, padding the rows before it."""
         row = self.row(i)
         if value.shape == row.shape:
             row.copy_(value)
             return
-        if value.dim() != row.dim() or value.shape[1:] != row.shape[1:]:
+        if value.dim() != row.dim():
             raise ValueError(f"column {self.name!r}: shape {tuple(value.shape)} does not fit rows of shape "
                              f"{self.row_shape}")
-        if value.shape[0] > row.shape[0]:
-            self._widen(value.shape[0])
+        if any(v > r for v, r in zip(value.shape, row.shape)):
+            self._widen(tuple(max(v, r) for v, r in zip(value.shape, row.shape)))
             row = self.row(i)
-        row[: value.shape[0]].copy_(value)
-        row[value.shape[0]:].fill_(pad_value(self.dtype))
+        row.fill_(pad_value(self.dtype))
+        row[tuple(slice(0, n) for n in value.shape)].copy_(value)
 
-    def _widen(self, batch: int) -> None:
-        old = self.chunks
-        self.row_shape = (batch, *self.row_shape[1:])
+    def _widen(self, row_shape: tuple[int, ...]) -> None:
+        old, self.row_shape = self.chunks, row_shape
         self.chunks = []
         for chunk in old:
-            wide = padded((len(chunk), *self.row_shape), self.dtype)
-            wide[:, : chunk.shape[1]].copy_(chunk)
+            wide = padded((len(chunk), *row_shape), self.dtype)
+            wide[(slice(None), *(slice(0, n) for n in chunk.shape[1:]))].copy_(chunk)
             self.chunks.append(wide)
+
+    def promote(self, dtype: torch.dtype) -> None:
+        """Hold `dtype` from now on (e.g. float32 -> float64 after a layer's .double()): exact for every row."""
+        self.chunks = [c.to(dtype) for c in self.chunks]
+        self.dtype = dtype
 
     # ---- reading ----
     def at(self, i: int) -> torch.Tensor:
         """Row i (a view), without gathering the whole column."""
+        self._readable(i + 1)
         chunk, offset = self._locate(i)
         return self.chunks[chunk][offset]
 
@@ -133,6 +166,7 @@ class Column:
         """Rows 0..n-1 as one tensor (a view when they sit in a single chunk)."""
         if n == 0:
             return torch.empty((0, *self.row_shape), dtype=self.dtype)
+        self._readable(n)
         if n <= len(self.chunks[0]):
             return self.chunks[0][:n]
         used = self._locate(n - 1)[0] + 1

@@ -6,9 +6,13 @@ adds its own members, named "record:<name>", and a "record" entry in the header;
 past them. Members are written in a fixed order with a fixed zip timestamp, so the same run gives the
 same bytes.
 
-Version 2 (this one) holds only what the hooks captured plus, optionally, a record. Version 1 (nn-lesson
-0.1) also kept the run's settings and evaluations inside the log ("meta", "extra:*"); its columns
-are the same and still load as a SnapshotLog.
+Version 3 (this one) keeps each row whole: a column whose rows differ in shape has a "shape:<column>"
+member with each row's own shape (header "row_shapes": true), so a time-first sequence is never cut
+along a guessed batch dimension; parameter columns may widen (a parameter that joined the optimizer
+later is NaN before). Version 2 held only what the hooks captured plus, optionally, a record, and batch
+fields were cut to "batch_size" along their first dimension; it still loads that way. Version 1
+(nn-lesson 0.1) also kept the run's settings and evaluations inside the log ("meta", "extra:*"); its
+columns are the same and still load as a SnapshotLog.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ import numpy as np
 import torch
 
 FORMAT = "nn-lesson-snapshots"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date: no wall clock in the bytes
 
 

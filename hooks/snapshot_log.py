@@ -6,9 +6,12 @@
 
 Column names: "inputs", "targets", "outputs" (or "outputs:<key>" for a tuple/dict), "loss", "epoch",
 "batch_size", "samples", "lr", "grad_norm" (norm before clipping, kept only where clipping changed it),
-"act:<module>", "act_grad:<module>" (a module's second call in one forward: "act:<module>#1"),
+"act:<module>", "act_grad:<module>" (a module's second call in one forward: "act:<module>#1"; a tuple
+output: "act:<module>:0", "act:<module>:1:0", ...), "loss_scale" (GradScaler's scale, which the loss and
+activation gradients are already divided by), "group_lr" (each parameter group's lr, with several groups),
+"shape:<column>" (each row's own shape, kept once a column's rows differ in shape),
 "param_before" / "param_grad" / "param_after" (every recorded parameter flattened into one row, in
-`params` order), and for the statistics policy
+`params` order; NaN where a parameter was not in the optimizer yet), and for the statistics policy
 "stats:<tensor name>" rows of [mean, std, norm, min, max, histogram counts...].
 """
 
@@ -22,7 +25,7 @@ import torch
 
 from nn_lesson.hooks.columns import Column
 from nn_lesson.hooks.snapshot_file import is_column, read_snapshot_file, write_snapshot_file
-from nn_lesson.hooks.statistics import STAT_NAMES, row_stats
+from nn_lesson.hooks.statistics import STAT_NAMES, WorkBuffers, row_stats
 
 # Steps staged before they are stacked into the columns. Small enough that the staged tensor objects
 # don't give Python's cyclic GC much to walk; large enough that one stack serves many steps.
@@ -68,8 +71,12 @@ class SnapshotLog:
     """What the Recorder's hooks captured, and nothing else: the run's settings and evaluations belong to
     the run record (nn_lesson.lesson.run.record) that holds this log."""
 
-    def __init__(self, params: list[ParamSlot] | None = None, layers: list[str] | None = None, stat_bins: int = 0):
+    def __init__(self, params: list[ParamSlot] | None = None, layers: list[str] | None = None, stat_bins: int = 0,
+                 row_shapes: bool = True):
         self.params = list(params or [])
+        # True: each row is whole unless a "shape:<column>" says otherwise. False (files before version 3):
+        # batch fields are cut to the row's batch_size along their first dimension.
+        self.row_shapes = row_shapes
         self.layers = list(layers or [])
         self.stat_bins = stat_bins
         self._columns: dict[str, Column] = {}
@@ -79,6 +86,7 @@ class SnapshotLog:
         # Statistics policy: the staged weights before and (rows, weights after) of one flush, for the updates.
         self._stats_before: torch.Tensor | None = None
         self._stats_after: tuple[list[int], torch.Tensor] | None = None
+        self._work = WorkBuffers()  # the statistics' temporaries, reused by every flush: memory stays flat
         self.steps = 0        # committed steps
 
     # ---- writing (used by the Recorder) ----
@@ -98,6 +106,25 @@ class SnapshotLog:
         self.steps = row + 1
         if len(self._staged) >= STAGED_STEPS:
             self.flush()
+
+    def add_params(self, slots: list[ParamSlot]) -> None:
+        """Parameters that joined the optimizer (add_param_group, unfreezing): new slots at the end of the
+        flat rows; the rows before hold NaN there."""
+        self.flush()  # a flush's rows then have one width
+        self.params += slots
+
+    def row_for(self, name: str, row: int, width: int, dtype: torch.dtype) -> torch.Tensor | None:
+        """The storage of row `row` of a flat (width,) column, for the Recorder to copy a step's parameters
+        straight into: one copy instead of a temporary and a stack. None where the row must be staged
+        (the statistics policy, or a column of another dtype or width)."""
+        if self.stat_bins:
+            return None
+        column = self._columns.get(name)
+        if column is None:
+            column = self.column(name, row_shape=(width,), dtype=dtype)
+        if column.dtype != dtype or column.row_shape != (width,):
+            return None
+        return column.row(row)
 
     def flush(self) -> None:
         if not self._staged:
@@ -126,9 +153,10 @@ class SnapshotLog:
         self._stats_before = self._stats_after = None
         if after is None or before is None:
             return
-        rows, update = after[0], after[1] - before
+        rows = after[0]
+        update = torch.sub(after[1], before, out=self._work.get("update", tuple(before.shape), before.dtype))
         for p in self.params:
-            stats = row_stats(update[:, p.offset: p.offset + p.numel], self.stat_bins)
+            stats = row_stats(update[:, p.offset: p.offset + p.numel], self.stat_bins, self._work)
             self.column(f"stats:{p.name}:update", stats[0]).put_rows(rows, list(stats))
 
     def _put(self, name: str, rows: list[int], items) -> None:
@@ -144,8 +172,29 @@ class SnapshotLog:
         tensors = [t for _, t, _ in items]
         if self.stat_bins and first.dim() > 0:  # statistics policy; 0-d values (the loss) are kept as they are
             self._put_stats(name, rows, tensors)
-        else:
-            self.column(name, first).put_rows(rows, tensors)
+            return
+        column = self.column(name, first)
+        dtype = column.dtype
+        for t in tensors:
+            if t.dtype != dtype:
+                dtype = torch.promote_types(dtype, t.dtype)
+        if dtype != column.dtype:
+            column.promote(dtype)
+        shapes = f"shape:{name}"
+        if shapes in self._columns or (not name.startswith("param_")
+                                       and any(t.shape != column.row_shape for t in tensors)):
+            self._put_shapes(shapes, column.row_shape, rows, [t.shape for t in tensors])
+        column.put_rows(rows, tensors)
+
+    def _put_shapes(self, name: str, row_shape: tuple[int, ...], rows: list[int], shapes: list) -> None:
+        """Each row's own shape, from the first row whose shape differs: the rows before it all had the
+        column's shape until then."""
+        column = self._columns.get(name)
+        if column is None:
+            column = self.column(name, row_shape=(len(row_shape),), dtype=torch.int64)
+            if rows[0]:
+                column.put_rows(list(range(rows[0])), [torch.tensor(row_shape)] * rows[0])
+        column.put_rows(rows, [torch.tensor(s) for s in shapes])
 
     def _put_stats(self, name: str, rows: list[int], tensors: list[torch.Tensor]) -> None:
         """Statistics policy: reduce a batch of staged steps to statistics rows; the raw values are dropped."""
@@ -153,7 +202,11 @@ class SnapshotLog:
             for row, t in zip(rows, tensors):
                 self._put_stats(name, [row], [t])
             return
-        stacked = torch.stack(tensors)
+        first = tensors[0]
+        if all(t.dtype == first.dtype for t in tensors):
+            stacked = torch.stack(tensors, out=self._work.get(f"stack:{name}", (len(tensors), *first.shape), first.dtype))
+        else:
+            stacked = torch.stack(tensors)
         if name.startswith("param_"):
             which = {"param_before": "value", "param_grad": "grad", "param_after": "after"}[name]
             if which == "after":  # the update is what the statistics keep: after - before, per parameter
@@ -165,7 +218,7 @@ class SnapshotLog:
         else:
             groups = [(name, stacked)]
         for stat_name, values in groups:
-            stats = row_stats(values, self.stat_bins)
+            stats = row_stats(values, self.stat_bins, self._work)
             self.column(f"stats:{stat_name}", stats[0]).put_rows(rows, list(stats))
 
     def column(self, name: str, like: torch.Tensor | None = None, row_shape: tuple[int, ...] | None = None,
@@ -225,6 +278,17 @@ class SnapshotLog:
             kept = self.values("grad_norm").to(norm.dtype)  # NaN: not kept (unclipped); -1: could not be seen
             norm = torch.where(torch.isnan(kept), norm, torch.where(kept < 0, float("nan"), kept))
         return norm
+
+    @property
+    def loss_scale(self) -> torch.Tensor:
+        """(rows,) GradScaler's scale at each step (1 where no GradScaler stepped): the recorded loss and
+        activation gradients are already in the units of the unscaled loss."""
+        return self.values("loss_scale") if self.has("loss_scale") else torch.ones(self.steps, dtype=torch.float64)
+
+    @property
+    def group_lr(self) -> torch.Tensor:
+        """(rows, groups) each parameter group's lr (NaN for a group not there yet)."""
+        return self.values("group_lr") if self.has("group_lr") else self.lr[:, None]
 
     @property
     def epoch(self) -> torch.Tensor:
@@ -292,7 +356,12 @@ class SnapshotLog:
 
         def cut(name: str) -> torch.Tensor | None:
             v = row.get(name)
-            return v[:b] if v is not None and b is not None and v.dim() > 0 else v
+            if v is None or v.dim() == 0:
+                return v
+            shape = row.get(f"shape:{name}")
+            if shape is not None:
+                return v[tuple(slice(0, int(n)) for n in shape)]
+            return v[:b] if b is not None and not self.row_shapes else v
 
         def params(which: str) -> dict[str, torch.Tensor]:
             flat = row.get(f"param_{which}")
@@ -338,6 +407,7 @@ class SnapshotLog:
             "layers": self.layers,
             "stat_names": list(STAT_NAMES) if self.stat_bins else [],
             "stat_bins": self.stat_bins,
+            "row_shapes": self.row_shapes,
         }
 
     def arrays(self) -> dict[str, torch.Tensor]:
@@ -355,7 +425,7 @@ class SnapshotLog:
     @classmethod
     def from_file_contents(cls, header: dict[str, Any], arrays: dict[str, Any]) -> "SnapshotLog":
         log = cls([ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
-                  header["layers"], header.get("stat_bins", 0))
+                  header["layers"], header.get("stat_bins", 0), header.get("row_shapes", False))
         log.steps = header["steps"]
         log.columns = {name: Column.from_values(torch.from_numpy(a), name) for name, a in arrays.items()
                        if is_column(name)}

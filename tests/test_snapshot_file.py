@@ -25,7 +25,7 @@ def test_run_record_roundtrip_holds_the_data_name_and_hash_not_a_path(lesson_run
     path = lesson_run.save(tmp_path / "run.npz")
     with np.load(path, allow_pickle=False) as f:
         header = json.loads(f["header"].item())
-    assert header["version"] == 2
+    assert header["version"] == 3
     assert header["record"]["data"] == {"name": "students.csv",
                                         "sha256": hashlib.sha256(lesson_csv_path().read_bytes()).hexdigest()}
     assert str(lesson_csv_path().parent) not in f"{header}"  # no folder of this machine in the file

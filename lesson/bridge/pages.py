@@ -23,8 +23,9 @@ def loop_page() -> tuple[str, str]:
     return "bridge/01 the training loop, line by line", (
         "The real training loop is the lesson's loop, at scale. Each line and the lesson step it is:\n\n"
         + table(["line of the loop", "what it does", "lesson step"], [[f"`{a}`", b, c] for a, b, c in LOOP_MAP])
-        + "\n\nThe Recorder sees all of it through hooks: forward hooks on every layer, `retain_grad` on each "
-        "layer's output, the optimizer's step pre- and post-hooks. The loop itself is unchanged.")
+        + "\n\nThe Recorder sees all of it without changing it: a thin wrapper around every layer's `forward` "
+        "(put back afterwards), `retain_grad` on each layer's output, the optimizer's step pre- and post-hooks. "
+        "The loop itself is unchanged.")
 
 
 def optimizer_page(run: BridgeRun) -> tuple[str, str]:
