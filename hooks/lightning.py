@@ -22,9 +22,11 @@ from __future__ import annotations
 from pathlib import Path
 
 try:
+    from lightning.pytorch import LightningModule
     from lightning.pytorch.callbacks import Callback
-except ImportError:  # the older package name, same API
+except ImportError:
     try:
+        from pytorch_lightning import LightningModule  # the older package name, same API
         from pytorch_lightning.callbacks import Callback
     except ImportError:
         raise ImportError("nn_lesson.hooks.lightning needs PyTorch Lightning: pip install 'nn-lesson[lightning]'") from None
@@ -33,6 +35,15 @@ from nn_lesson.hooks.policy import CapturePolicy
 from nn_lesson.hooks.recorder import Recorder
 from nn_lesson.hooks.report import Report
 from nn_lesson.hooks.snapshot_log import SnapshotLog
+
+
+def recorded_module(pl_module):
+    """The module whose forward a step calls: the LightningModule when it defines forward (training_step calls
+    self(x)), else its one child module (training_step calls self.net(x)), else the LightningModule itself."""
+    if type(pl_module).forward is not LightningModule.forward:
+        return pl_module
+    children = [m for m in pl_module.children() if any(True for _ in m.parameters())]
+    return children[0] if len(children) == 1 else pl_module
 
 
 class RecorderCallback(Callback):
@@ -77,9 +88,24 @@ class RecorderCallback(Callback):
         batches = trainer.num_training_batches
         every = getattr(trainer, "accumulate_grad_batches", 1) or 1
         steps_per_epoch = None if batches == float("inf") else -(-int(batches) // every)
-        self._recorder = Recorder(pl_module, optimizer, self.loss_fn, steps_per_epoch=steps_per_epoch,
-                                  policy=self.policy)
+        self._recorder = Recorder(recorded_module(pl_module), optimizer, self.loss_fn,
+                                  steps_per_epoch=steps_per_epoch, policy=self.policy)
         self._recorder.start()
+        self._checked = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """After the first optimizer step: a training_step that calls no forward the Recorder watches would
+        leave every row without activations or loss; say so at once instead."""
+        if self._checked or self._recorder is None or self._recorder.report().steps == 0:
+            return
+        self._checked = True
+        report = self._recorder.report()
+        if not report.calls:
+            self._recorder.close()
+            raise RuntimeError(
+                "RecorderCallback: the first step ran no forward of the recorded module "
+                f"({type(recorded_module(pl_module)).__name__}); call self(x) in training_step (and define "
+                "forward), or keep the layers in one submodule that training_step calls")
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._finish(trainer, pl_module)

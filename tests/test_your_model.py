@@ -238,3 +238,41 @@ def _shifted(log: SnapshotLog):
     header, arrays = log.header(), {k: v.numpy().copy() for k, v in log.arrays().items()}
     arrays["loss"][3] += 1e-3
     return header, arrays
+
+
+class LitNoForward(lightning.LightningModule):
+    """The common shape the Recorder used to miss: no forward, training_step calls self.net(x)."""
+
+    def __init__(self, split: bool = False):
+        super().__init__()
+        if split:   # two submodules called one after the other: nothing the Recorder can watch as one forward
+            self.body, self.head = nn.Sequential(nn.Flatten(), nn.Linear(64, 16)), nn.Linear(16, 3)
+        else:
+            self.net = ConvNet()
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        out = self.net(x) if hasattr(self, "net") else self.head(self.body(x))
+        return nn.functional.cross_entropy(out, y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=LR)
+
+
+def test_lightning_training_step_calling_a_submodule_is_recorded(recorded):
+    torch.manual_seed(0)
+    module = LitNoForward()
+    callback = fit(module)
+    report = callback.report()
+    assert report.complete and report.calls == {"conv": 1, "act": 1, "head": 1}, report.line()
+    assert callback.log.param_names == recorded.param_names
+    assert torch.equal(callback.log[9].grads["head.weight"], recorded[9].grads["head.weight"])
+    assert no_wrappers_left(module)
+
+
+def test_lightning_with_no_forward_to_watch_is_refused_at_the_first_step():
+    torch.manual_seed(0)
+    module = LitNoForward(split=True)
+    with pytest.raises(RuntimeError, match="ran no forward of the recorded module"):
+        fit(module)
+    assert no_wrappers_left(module)
