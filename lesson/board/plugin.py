@@ -347,7 +347,7 @@ def _jsonable(value):
 def _read_run(snapshot: Path) -> dict:
     """A lesson run (its record), or any other recorded model: a bridge run, or a user's own log written by
     write_tensorboard; told apart by the header alone."""
-    from nn_lesson.hooks import SnapshotFileError, SnapshotLog
+    from nn_lesson.hooks import SnapshotLog
     from nn_lesson.hooks.snapshot_file import read_snapshot_header
     from nn_lesson.lesson.run.record import RunRecord
     try:
@@ -358,9 +358,7 @@ def _read_run(snapshot: Path) -> dict:
             kind = "bridge" if kind == "bridge" else "model"
             return {"kind": kind, "log": log, "run_json": _model_run(log, kind)}
         record = RunRecord.load(snapshot)
-    except SnapshotFileError as err:
-        raise BadRequest(f"run: {snapshot.name} cannot be read: {err}") from None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # SnapshotFileError is a ValueError: one line, the file's problem
         raise BadRequest(f"run: {snapshot.name} cannot be read: {err}") from None
     return {"kind": "lesson", "log": record.log, "record": record, "run_json": _lesson_run(record),
             "lr": record.log.lr.tolist() if record.log.has("lr") else [record.config.lr] * len(record.log)}

@@ -117,7 +117,7 @@ def check_lesson_columns(path: str | Path, log, n_train: int, hidden: int) -> No
             raise bad(f"column {name!r} rows have shape {tuple(t.shape[1:])}, expected {_shape(row_shape)}")
         return t
 
-    for name in ("step", "epoch", "batch_size"):
+    for name in ("step", "epoch"):
         column(name, INT, ())
     column("loss", FLOAT, ())
     if "lr" in columns:
