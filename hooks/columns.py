@@ -1,4 +1,4 @@
-"""Column: one growing tensor per field, stored in chunks of 16, 32, 64, 128, then 256 rows.
+"""Column: one growing tensor per field, stored in chunks of 32, 32, 64, 128, then 256 rows.
 
 Chunks (rather than one tensor that doubles) keep the memory held within one chunk of the numbers
 stored, and appending never copies what is already there. Rows of different shapes (batches of 8, 8
@@ -30,7 +30,7 @@ def padded(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 
 
 class Column:
-    __slots__ = ("row_shape", "dtype", "chunks", "chunk_rows", "name", "starts", "capacity", "filled")
+    __slots__ = ("row_shape", "dtype", "chunks", "chunk_rows", "name", "starts", "sizes", "capacity", "filled")
 
     def __init__(self, row_shape: tuple[int, ...], dtype: torch.dtype, chunk_rows: int = CHUNK_ROWS,
                  name: str = ""):
@@ -40,6 +40,7 @@ class Column:
         self.chunk_rows = chunk_rows
         self.name = name
         self.starts: list[int] = []   # first row of each chunk, kept as chunks are added (the hot path reads it)
+        self.sizes: list[int] = []    # rows of each chunk
         self.capacity = 0
         # Rows below `filled` hold values or padding; chunks are allocated empty and a row is padded only
         # when a later row is written or it is read: fresh memory is written once, not filled and then written.
@@ -48,37 +49,40 @@ class Column:
     @classmethod
     def from_values(cls, values: torch.Tensor, name: str = "") -> "Column":
         col = cls(tuple(values.shape[1:]), values.dtype, max(1, values.shape[0]), name)
-        col.chunks, col.starts, col.capacity = [values], [0], values.shape[0]
+        col.chunks, col.starts, col.sizes, col.capacity = [values], [0], [values.shape[0]], values.shape[0]
         col.filled = values.shape[0]
         return col
 
     # ---- writing ----
-    def put_rows(self, rows: list[int], values: list) -> None:
+    def put_rows(self, rows: list[int], values: list, whole: bool | None = None) -> None:
         """Write staged rows: `values` are tensors or plain numbers. Consecutive rows of the column's
-        shape go in with one torch.stack; others one by one."""
-        tensors = isinstance(values[0], torch.Tensor)
-        self._allocate(rows[-1])
-        self._written(rows[0], rows[-1] + 1)
-        consecutive = rows[-1] - rows[0] == len(rows) - 1
-        if not tensors:
+        shape go in with one torch.stack; others one by one. `whole`: the caller has checked that every
+        tensor has the column's row shape (None: check here). Runs for every column of every flush, so
+        it reads Python ints it keeps (sizes, capacity), not tensor attributes."""
+        start, last, n = rows[0], rows[-1], len(rows)
+        if last >= self.capacity:
+            self._allocate(last)
+        self._written(start, last + 1)
+        consecutive = last - start == n - 1
+        if not isinstance(values[0], torch.Tensor):
             if consecutive:
-                self._put(rows[0], torch.tensor(values, dtype=self.dtype))
+                self._put(start, torch.tensor(values, dtype=self.dtype))
             else:
                 for r, v in zip(rows, values):
                     self.row(r).fill_(v)
-        elif consecutive and all(t.shape == self.row_shape for t in values):
-            chunk, offset = self._locate(rows[0])
-            target = self.chunks[chunk]
-            if offset + len(values) <= len(target) and target.dtype == values[0].dtype:
-                torch.stack(values, out=target[offset: offset + len(values)])  # one copy, into place
+        elif consecutive and (whole if whole is not None else
+                              [t.shape for t in values].count(self.row_shape) == n):
+            chunk, offset = self._locate(start)
+            if offset + n <= self.sizes[chunk] and values[0].dtype == self.dtype:
+                torch.stack(values, out=self.chunks[chunk][offset: offset + n])  # one copy, into place
             else:
-                self._put(rows[0], torch.stack(values))
+                self._put(start, torch.stack(values))
         else:
             for r, t in zip(rows, values):
                 self.write(r, t)
 
     def _locate(self, i: int) -> tuple[int, int]:
-        """(chunk, offset) of row i. Chunks grow 16, 32, ... up to chunk_rows rows, so a short log
+        """(chunk, offset) of row i. Chunks grow 32, 32, 64, ... up to chunk_rows rows, so a short log
         stays small and a long one costs one chunk of slack at most."""
         chunk = bisect.bisect_right(self.starts, i) - 1
         return chunk, i - self.starts[chunk]
@@ -88,15 +92,18 @@ class Column:
         done = 0
         while done < len(values):
             chunk, offset = self._locate(start + done)
-            n = min(len(values) - done, len(self.chunks[chunk]) - offset)
+            n = min(len(values) - done, self.sizes[chunk] - offset)
             self.chunks[chunk][offset: offset + n].copy_(values[done: done + n])
             done += n
 
     def _allocate(self, i: int) -> None:
         while i >= self.capacity:
-            rows = min(self.chunk_rows, 16 << len(self.chunks))
+            # 32, 32, 64, 128, 256, 256 ... rows: every chunk starts at a multiple of the SnapshotLog's 32
+            # staged steps, so a flush's rows land in one chunk with one stack.
+            rows = min(self.chunk_rows, 32 << max(0, len(self.chunks) - 1))
             self.chunks.append(torch.empty((rows, *self.row_shape), dtype=self.dtype))
             self.starts.append(self.capacity)
+            self.sizes.append(rows)
             self.capacity += rows
 
     def _written(self, start: int, end: int) -> None:
@@ -109,7 +116,7 @@ class Column:
         self._allocate(end - 1)
         while start < end:
             chunk, offset = self._locate(start)
-            n = min(end - start, len(self.chunks[chunk]) - offset)
+            n = min(end - start, self.sizes[chunk] - offset)
             self.chunks[chunk][offset: offset + n].fill_(pad_value(self.dtype))
             start += n
 
@@ -167,7 +174,7 @@ class Column:
         if n == 0:
             return torch.empty((0, *self.row_shape), dtype=self.dtype)
         self._readable(n)
-        if n <= len(self.chunks[0]):
+        if n <= self.sizes[0]:
             return self.chunks[0][:n]
         used = self._locate(n - 1)[0] + 1
         return torch.cat(self.chunks[:used])[:n]

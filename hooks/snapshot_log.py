@@ -131,9 +131,9 @@ class SnapshotLog:
             return
         staged, self._staged = self._staged, []
         names = [item[0] for item in staged[0][1]]
-        if all(len(items) == len(names) and all(i[0] == n for i, n in zip(items, names)) for _, items in staged):
+        rows = [row for row, _ in staged]
+        if all([item[0] for item in items] == names for _, items in staged):
             # The usual case, every step with the same fields in the same order: transpose, no per-item dicts.
-            rows = [row for row, _ in staged]
             for name, column in zip(names, zip(*(items for _, items in staged))):
                 self._put(name, rows, column)
             self._put_updates()
@@ -141,11 +141,11 @@ class SnapshotLog:
         by_name: dict[str, tuple[list[int], list]] = {}
         for row, items in staged:
             for item in items:
-                rows, values = by_name.setdefault(item[0], ([], []))
-                rows.append(row)
+                rows_, values = by_name.setdefault(item[0], ([], []))
+                rows_.append(row)
                 values.append(item)
-        for name, (rows, values) in by_name.items():
-            self._put(name, rows, values)
+        for name, (rows_, values) in by_name.items():
+            self._put(name, rows_, values)
         self._put_updates()
 
     def _put_updates(self) -> None:
@@ -160,31 +160,36 @@ class SnapshotLog:
             self.column(f"stats:{p.name}:update", stats[0]).put_rows(rows, list(stats))
 
     def _put(self, name: str, rows: list[int], items) -> None:
-        """Write one column's staged rows; items are (name, value, version-when-captured or None)."""
-        first = items[0][1]
+        """Write one column's staged rows; items are (name, value, version-when-captured or None). Runs for
+        every column of every flush: each check is one pass in a comprehension, not a Python loop."""
+        values = [item[1] for item in items]
+        first = values[0]
         if not isinstance(first, torch.Tensor):
             dtype = torch.int64 if isinstance(first, int) else torch.float64
-            self.column(name, row_shape=(), dtype=dtype).put_rows(rows, [v for _, v, _ in items])
+            self.column(name, row_shape=(), dtype=dtype).put_rows(rows, values)
             return
-        if any(v is not None and t._version != v for _, t, v in items):
-            raise RuntimeError(f"column {name!r}: a captured value was changed in place after the hook saw it; "
-                               "record this model with in-place operations turned off")
-        tensors = [t for _, t, _ in items]
+        versions = [item[2] for item in items]
+        if versions.count(None) != len(versions):
+            if [None if v is None else t._version for t, v in zip(values, versions)] != versions:
+                raise RuntimeError(f"column {name!r}: a captured value was changed in place after the hook saw "
+                                   "it; record this model with in-place operations turned off")
         if self.stat_bins and first.dim() > 0:  # statistics policy; 0-d values (the loss) are kept as they are
-            self._put_stats(name, rows, tensors)
+            self._put_stats(name, rows, values)
             return
         column = self.column(name, first)
-        dtype = column.dtype
-        for t in tensors:
-            if t.dtype != dtype:
-                dtype = torch.promote_types(dtype, t.dtype)
-        if dtype != column.dtype:
-            column.promote(dtype)
-        shapes = f"shape:{name}"
-        if shapes in self._columns or (not name.startswith("param_")
-                                       and any(t.shape != column.row_shape for t in tensors)):
-            self._put_shapes(shapes, column.row_shape, rows, [t.shape for t in tensors])
-        column.put_rows(rows, tensors)
+        dtypes = {t.dtype for t in values}
+        if dtypes != {column.dtype}:
+            dtype = column.dtype
+            for d in dtypes:
+                dtype = torch.promote_types(dtype, d)
+            if dtype != column.dtype:
+                column.promote(dtype)
+        shapes = [t.shape for t in values]
+        whole = shapes.count(column.row_shape) == len(shapes)
+        shape_name = f"shape:{name}"
+        if shape_name in self._columns or (not whole and not name.startswith("param_")):
+            self._put_shapes(shape_name, column.row_shape, rows, shapes)
+        column.put_rows(rows, values, whole)
 
     def _put_shapes(self, name: str, row_shape: tuple[int, ...], rows: list[int], shapes: list) -> None:
         """Each row's own shape, from the first row whose shape differs: the rows before it all had the
