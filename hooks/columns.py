@@ -1,4 +1,4 @@
-"""Column: one growing tensor per field, stored in chunks of 32, 32, 64, 128, then 256 rows.
+"""Column: one growing tensor per field, stored in chunks of 128, 128, then 256 rows.
 
 Chunks (rather than one tensor that doubles) keep the memory held within one chunk of the numbers
 stored, and appending never copies what is already there. Rows of different shapes (batches of 8, 8
@@ -16,6 +16,9 @@ import bisect
 import torch
 
 CHUNK_ROWS = 256
+# The first chunk's rows; later ones double up to CHUNK_ROWS. Every chunk then starts at a multiple of it,
+# and the SnapshotLog stages that many steps per flush, so each flush is one stack into one chunk.
+FIRST_CHUNK_ROWS = 128
 
 
 def pad_value(dtype: torch.dtype) -> float | int | bool:
@@ -72,17 +75,21 @@ class Column:
                     self.row(r).fill_(v)
         elif consecutive and (whole if whole is not None else
                               [t.shape for t in values].count(self.row_shape) == n):
-            chunk, offset = self._locate(start)
-            if offset + n <= self.sizes[chunk] and values[0].dtype == self.dtype:
-                torch.stack(values, out=self.chunks[chunk][offset: offset + n])  # one copy, into place
-            else:
+            if values[0].dtype != self.dtype:
                 self._put(start, torch.stack(values))
+                return
+            done = 0
+            while done < n:  # one copy into place per chunk the rows fall in (usually one)
+                chunk, offset = self._locate(start + done)
+                k = min(n - done, self.sizes[chunk] - offset)
+                torch.stack(values[done: done + k], out=self.chunks[chunk][offset: offset + k])
+                done += k
         else:
             for r, t in zip(rows, values):
                 self.write(r, t)
 
     def _locate(self, i: int) -> tuple[int, int]:
-        """(chunk, offset) of row i. Chunks grow 32, 32, 64, ... up to chunk_rows rows, so a short log
+        """(chunk, offset) of row i. Chunks grow 128, 128, 256 ... up to chunk_rows rows, so a short log
         stays small and a long one costs one chunk of slack at most."""
         chunk = bisect.bisect_right(self.starts, i) - 1
         return chunk, i - self.starts[chunk]
@@ -98,9 +105,7 @@ class Column:
 
     def _allocate(self, i: int) -> None:
         while i >= self.capacity:
-            # 32, 32, 64, 128, 256, 256 ... rows: every chunk starts at a multiple of the SnapshotLog's 32
-            # staged steps, so a flush's rows land in one chunk with one stack.
-            rows = min(self.chunk_rows, 32 << max(0, len(self.chunks) - 1))
+            rows = min(self.chunk_rows, FIRST_CHUNK_ROWS << max(0, len(self.chunks) - 1))
             self.chunks.append(torch.empty((rows, *self.row_shape), dtype=self.dtype))
             self.starts.append(self.capacity)
             self.sizes.append(rows)

@@ -23,13 +23,17 @@ from typing import Any, Iterator
 
 import torch
 
-from nn_lesson.hooks.columns import Column
+from nn_lesson.hooks.columns import FIRST_CHUNK_ROWS, Column
 from nn_lesson.hooks.snapshot_file import is_column, read_snapshot_file, write_snapshot_file
 from nn_lesson.hooks.statistics import STAT_NAMES, WorkBuffers, row_stats
 
-# Steps staged before they are stacked into the columns. Small enough that the staged tensor objects
-# don't give Python's cyclic GC much to walk; large enough that one stack serves many steps.
-STAGED_STEPS = 32
+# Steps staged before they are stacked into the columns: one chunk's first rows (see columns.py), so
+# that one stack serves many steps and lands in one chunk (128 measured cheaper than 32 in the lesson's
+# loop) -- unless they hold more than STAGED_BYTES: staged tensors keep the allocator from reusing their
+# memory: the benchmark MLP's loop got dearer with 128 steps of its activations alive (64 MiB), and with
+# 256 KiB (one step), while 8 MiB (37 of its steps) measured best.
+STAGED_STEPS = FIRST_CHUNK_ROWS
+STAGED_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class SnapshotLog:
         # Committed steps not yet in their columns: (row, [(name, tensor-or-number, version)]). The hot
         # path only appends here; flush() moves a chunk's worth into the columns with one stack each.
         self._staged: list[tuple[int, list[tuple[str, Any, int | None]]]] = []
+        self._stage_limit = STAGED_STEPS
         # Statistics policy: the staged weights before and (rows, weights after) of one flush, for the updates.
         self._stats_before: torch.Tensor | None = None
         self._stats_after: tuple[list[int], torch.Tensor] | None = None
@@ -102,9 +107,13 @@ class SnapshotLog:
 
     def stage_step(self, row: int, items: list[tuple[str, Any, int | None]]) -> None:
         """Commit row `row`: items are (column name, detached tensor or number, tensor version or None)."""
-        self._staged.append((row, items))
+        staged = self._staged
+        if not staged:  # the first step of a batch sets how many steps this batch stages
+            size = sum(v.nbytes for _, v, _ in items if isinstance(v, torch.Tensor))
+            self._stage_limit = max(1, min(STAGED_STEPS, STAGED_BYTES // max(1, size)))
+        staged.append((row, items))
         self.steps = row + 1
-        if len(self._staged) >= STAGED_STEPS:
+        if len(staged) >= self._stage_limit:
             self.flush()
 
     def add_params(self, slots: list[ParamSlot]) -> None:
