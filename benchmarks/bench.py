@@ -24,14 +24,19 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nn_lesson.data import load_students
 from nn_lesson.hooks import CapturePolicy, Recorder, SnapshotLog
+from nn_lesson.hooks.statistics import WorkBuffers, row_stats
 from nn_lesson.lesson.board.events import EventWriter
 from nn_lesson.lesson.board.lesson_run import write_lesson_tensorboard
 from nn_lesson.lesson.run.settings import LessonConfig
 from nn_lesson.lesson.run.train import LessonSetup, make_record, run_epochs
 from nn_lesson.models import make_mlp
 
+sys.path.insert(0, str(Path(__file__).parent))
+from floor import MinimalCapture  # noqa: E402  (this folder is not a package)
+
 TARGETS = {"full capture": 1.2, "full capture + complete export": 1.6, "full capture, every step": 1.3,
            "statistics only, every step": 1.1, "full, every 10th step": 1.05}
+FLOOR = "floor: fewest hooks and copies, no checks"
 PEERS = ("wandb.watch(log=\"all\", log_freq=1)", "wandb.watch(log=\"all\", log_freq=10)")
 BRIDGE_SIZES = [64, 128, 64, 10]
 # What the variants are timed with: wall-clock seconds, or with --cpu-time this thread's CPU seconds, which
@@ -50,6 +55,11 @@ def lesson_variant(name: str, epochs: int) -> tuple[float, SnapshotLog | None]:
     started = clock()
     if name == "bare":
         run_epochs(s.model, s.optimizer, s.loss_fn, s.loader, s.x, s.y, epochs)
+        return clock() - started, None
+    if name == FLOOR:
+        started = clock()
+        run_epochs(s.model, s.optimizer, s.loss_fn, s.loader, s.x, s.y, epochs,
+                   MinimalCapture(s.model, s.optimizer, s.loss_fn))
         return clock() - started, None
     with Recorder(s.model, s.optimizer, s.loss_fn, steps_per_epoch=len(s.loader)) as rec:
         run_epochs(s.model, s.optimizer, s.loss_fn, s.loader, s.x, s.y, epochs, rec)
@@ -108,7 +118,9 @@ def bridge_variant(name: str, steps: int) -> float:
               "statistics only, every 10th step": CapturePolicy.stats(every=10),
               "full, every 10th step": CapturePolicy.every_k(10)}
     run = None
-    if name in PEERS:  # the peer: wandb offline, set up and finished outside the timed loop
+    if name == FLOOR:
+        rec = contextlib.nullcontext(MinimalCapture(model, opt, loss_fn))
+    elif name in PEERS:  # the peer: wandb offline, set up and finished outside the timed loop
         import wandb
         run = wandb.init(project="nn-lesson-bench", mode="offline", dir=os.environ["WANDB_DIR"])
         wandb.watch(model, log="all", log_freq=1 if "log_freq=1)" in name else 10)
@@ -131,6 +143,31 @@ def bridge_variant(name: str, steps: int) -> float:
         wandb.unwatch(model)
         run.finish()
     return seconds
+
+
+def statistics_compute_seconds(steps: int) -> tuple[float, int]:
+    """The statistics policy's arithmetic alone: row_stats over the numbers a full capture of the benchmark
+    MLP keeps per step (activations and their gradients, parameters, gradients, updates), 32 steps at a
+    time as the log batches them. Returns (seconds per step, numbers per step)."""
+    x, y = bridge_data()
+    torch.manual_seed(0)
+    model = make_mlp(BRIDGE_SIZES)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loss_fn = nn.CrossEntropyLoss()
+    with Recorder(model, opt, loss_fn) as rec:
+        for i in range(steps):
+            opt.zero_grad()
+            loss_fn(model(x[64 * (i % 50): 64 * (i % 50 + 1)]), y[64 * (i % 50): 64 * (i % 50 + 1)]).backward()
+            opt.step()
+    log = rec.log
+    blocks = [log.values(n) for n in log.columns if n.startswith(("act:", "act_grad:"))]
+    blocks += [log.param(p.name, which) for p in log.params for which in ("before", "grad", "update")]
+    work = WorkBuffers()
+    started = clock()
+    for start in range(0, steps, 32):
+        for block in blocks:
+            row_stats(block[start: start + 32], 16, work)
+    return (clock() - started) / steps, sum(b[0].numel() for b in blocks)
 
 
 def have_wandb() -> bool:
@@ -229,7 +266,7 @@ def table(title: str, times: dict[str, list[float]], steps: int) -> list[str]:
     for v, ts in times.items():
         ratio = statistics.median(t / b for t, b in zip(ts, bare))
         target = TARGETS.get(v)
-        verdict = ("the peer" if v in PEERS else "" if target is None else
+        verdict = ("the peer" if v in PEERS else "reference (benchmarks/floor.py)" if v == FLOOR else "" if target is None else
                    f"≤ {target}× {'met' if ratio <= target else 'MISSED'}")
         lines.append(f"| {v} | {1e6 * statistics.median(ts) / steps:.1f} | {ratio:.2f}× | {verdict} |")
     return lines
@@ -265,15 +302,15 @@ def main(argv: list[str] | None = None) -> int:
         if variant == "full capture":
             logs.append(log)
         return seconds
-    lesson = rounds(["bare", "full capture", "full capture + complete export", "naive capture"], lesson_run,
+    lesson = rounds(["bare", "full capture", FLOOR, "full capture + complete export", "naive capture"], lesson_run,
                     args.rounds)
     print("\n".join(table(f"Lesson net 3→4→2, per-sample, {steps} steps", lesson, steps)), "\n", flush=True)
     log = logs[-1]
     print(f"SnapshotLog memory ({len(log)} steps, full capture): {log.nbytes / len(log):.0f} bytes/step held, "
           f"{log.number_bytes / len(log):.0f} bytes/step of numbers: {log.nbytes / log.number_bytes:.2f}× "
           f"(target ≤ 1.5×)\n", flush=True)
-    variants = ["bare", "full capture, every step", "statistics only, every step", "statistics only, every 10th step",
-                "full, every 10th step"]
+    variants = ["bare", "full capture, every step", FLOOR, "statistics only, every step",
+                "statistics only, every 10th step", "full, every 10th step"]
     if have_wandb():
         variants += list(PEERS)
     else:
@@ -286,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(table(f"Benchmark MLP 64→128→64→10 ({params} parameters; the bridge lesson trains 64→32→10), batch 64, {args.bridge_steps} steps"
                           + (" (wandb offline: init, unwatch and finish outside the timed loop)" if have_wandb() else ""),
                           bridge, args.bridge_steps)), "\n", flush=True)
+
+    compute, numbers = statistics_compute_seconds(args.bridge_steps)
+    bare_step = statistics.median(bridge["bare"]) / args.bridge_steps
+    print(f"Statistics arithmetic alone (row_stats over the {numbers} numbers a step keeps, 32 steps at a time): "
+          f"{1e6 * compute:.1f} µs/step, {compute / bare_step:.2f}× the bare step by itself: statistics every "
+          f"step can cost no less than {1 + compute / bare_step:.2f}× with the arithmetic in the loop's thread\n",
+          flush=True)
 
     quiet: list[float] = []
     busy: list[float] = []

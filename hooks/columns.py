@@ -88,6 +88,18 @@ class Column:
             for r, t in zip(rows, values):
                 self.write(r, t)
 
+    def put_block(self, rows: list[int], values: torch.Tensor) -> None:
+        """Write rows from one tensor (len(rows), *row_shape) of the column's dtype: copied straight into
+        their chunks when the rows are consecutive, without splitting it into a tensor per row."""
+        start, last = rows[0], rows[-1]
+        if last - start != len(rows) - 1 or values.shape[1:] != self.row_shape or values.dtype != self.dtype:
+            self.put_rows(rows, list(values))
+            return
+        if last >= self.capacity:
+            self._allocate(last)
+        self._written(start, last + 1)
+        self._put(start, values)
+
     def _locate(self, i: int) -> tuple[int, int]:
         """(chunk, offset) of row i. Chunks grow 128, 128, 256 ... up to chunk_rows rows, so a short log
         stays small and a long one costs one chunk of slack at most."""

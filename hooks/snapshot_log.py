@@ -166,7 +166,7 @@ class SnapshotLog:
         update = torch.sub(after[1], before, out=self._work.get("update", tuple(before.shape), before.dtype))
         for p in self.params:
             stats = row_stats(update[:, p.offset: p.offset + p.numel], self.stat_bins, self._work)
-            self.column(f"stats:{p.name}:update", stats[0]).put_rows(rows, list(stats))
+            self.column(f"stats:{p.name}:update", stats[0]).put_block(rows, stats)
 
     def _put(self, name: str, rows: list[int], items) -> None:
         """Write one column's staged rows; items are (name, value, version-when-captured or None). Runs for
@@ -233,7 +233,7 @@ class SnapshotLog:
             groups = [(name, stacked)]
         for stat_name, values in groups:
             stats = row_stats(values, self.stat_bins, self._work)
-            self.column(f"stats:{stat_name}", stats[0]).put_rows(rows, list(stats))
+            self.column(f"stats:{stat_name}", stats[0]).put_block(rows, stats)
 
     def column(self, name: str, like: torch.Tensor | None = None, row_shape: tuple[int, ...] | None = None,
                dtype: torch.dtype | None = None) -> Column:
