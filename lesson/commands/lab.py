@@ -10,7 +10,7 @@ from pathlib import Path
 from nn_lesson.data import DataError, load_students
 from nn_lesson.lesson.commands.claim import run_folder
 from nn_lesson.lesson.commands.lesson import lesson_files
-from nn_lesson.lesson.run.settings import LessonConfig
+from nn_lesson.lesson.run.settings import LessonConfig, check_steps
 from nn_lesson.lesson.run.stopping import Stopped, exit_code, signals_deferred, stopping_by_signal
 from nn_lesson.lesson.story.escape import inert
 
@@ -21,6 +21,9 @@ def lab_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     except DataError as err:
         print(f"nn-lesson lab: error: {inert(str(err))}", file=sys.stderr)
         return 2
+    too_long = check_steps(args.epochs, LessonConfig.batch_size, len(students.training()))
+    if too_long:  # every run of the lab has this many steps: refused before the first one trains
+        parser.error(f"argument --epochs: {too_long}")
     from nn_lesson.lesson.board.events import EventWriter
     from nn_lesson.lesson.run.folder import write_run
     from nn_lesson.lesson.run.train import Diverged, train
