@@ -365,7 +365,7 @@ def test_serve_on_a_taken_port_is_refused_before_training(tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["--epochs", "1000000000"], "at most 200,000"),
     (["--epochs", "40000", "--batch-size", "1"], "240,000 steps"),
-    (["lab", "--epochs", "40000"], "240,000 steps"),  # every lab run is that long: none is trained
+    (["lab", "--lr", "0.5", "5", "--epochs", "40000"], "240,000 steps"),  # every lab run is that long: none is trained
     (["--threads", "100000000"], "cores of this machine"),
     (["bridge", "--hidden", "100000000"], "at most 4,096"),
     (["bridge", "--epochs", "1000000000"], "at most 10,000"),
