@@ -29,11 +29,12 @@ from nn_lesson.hooks.statistics import STAT_NAMES, WorkBuffers, row_stats
 
 # Steps staged before they are stacked into the columns: one chunk's first rows (see columns.py), so
 # that one stack serves many steps and lands in one chunk (128 measured cheaper than 32 in the lesson's
-# loop) -- unless they hold more than STAGED_BYTES: staged tensors keep the allocator from reusing their
-# memory: the benchmark MLP's loop got dearer with 128 steps of its activations alive (64 MiB), and with
-# 256 KiB (one step), while 8 MiB (37 of its steps) measured best.
+# loop) -- unless they hold more than STAGED_BYTES. Staged tensors keep the allocator from reusing their
+# memory: the benchmark MLP's full capture got dearer with 128 steps of its activations alive (64 MiB)
+# and with one step (256 KiB) than with 8-32 MiB; the statistics policy pays a fixed cost per flush
+# (~25 small operations per tensor), so it wants the larger batch of that range.
 STAGED_STEPS = FIRST_CHUNK_ROWS
-STAGED_BYTES = 8 << 20
+STAGED_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
