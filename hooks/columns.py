@@ -1,4 +1,4 @@
-"""Column: one growing tensor per field, stored in chunks of 128, 128, then 256 rows.
+"""Column: one growing tensor per field, stored in chunks of 32, 32, 64, 128, then 256 rows.
 
 Chunks (rather than one tensor that doubles) keep the memory held within one chunk of the numbers
 stored, and appending never copies what is already there. Rows of different shapes (batches of 8, 8
@@ -18,7 +18,7 @@ import torch
 CHUNK_ROWS = 256
 # The first chunk's rows; later ones double up to CHUNK_ROWS. Every chunk then starts at a multiple of it,
 # and the SnapshotLog stages that many steps per flush, so each flush is one stack into one chunk.
-FIRST_CHUNK_ROWS = 128
+FIRST_CHUNK_ROWS = 32
 
 
 def pad_value(dtype: torch.dtype) -> float | int | bool:
@@ -101,7 +101,7 @@ class Column:
         self._put(start, values)
 
     def _locate(self, i: int) -> tuple[int, int]:
-        """(chunk, offset) of row i. Chunks grow 128, 128, 256 ... up to chunk_rows rows, so a short log
+        """(chunk, offset) of row i. Chunks grow 32, 32, 64, ... up to chunk_rows rows, so a short log
         stays small and a long one costs one chunk of slack at most."""
         chunk = bisect.bisect_right(self.starts, i) - 1
         return chunk, i - self.starts[chunk]

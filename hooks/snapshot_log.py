@@ -28,13 +28,13 @@ from nn_lesson.hooks.snapshot_file import is_column, read_snapshot_file, write_s
 from nn_lesson.hooks.statistics import STAT_NAMES, WorkBuffers, row_stats
 
 # Steps staged before they are stacked into the columns: one chunk's first rows (see columns.py), so
-# that one stack serves many steps and lands in one chunk (128 measured cheaper than 32 in the lesson's
-# loop) -- unless they hold more than STAGED_BYTES. Staged tensors keep the allocator from reusing their
-# memory: the benchmark MLP's full capture got dearer with 128 steps of its activations alive (64 MiB)
-# and with one step (256 KiB) than with 8-32 MiB; the statistics policy pays a fixed cost per flush
-# (~25 small operations per tensor), so it wants the larger batch of that range.
+# that one stack serves many steps and lands in one chunk -- unless they hold more than STAGED_BYTES, so
+# that a large model's staged activations stay bounded. Staged tensors keep the allocator from reusing
+# their memory: with 128 steps or 32 MiB staged, a statistics-only run's memory grew by 48 MiB from 500 to
+# 20,000 steps (fragmentation between the staged tensors and the log's long-lived rows), and the
+# benchmark MLP's full capture got dearer with 64 MiB staged.
 STAGED_STEPS = FIRST_CHUNK_ROWS
-STAGED_BYTES = 32 << 20
+STAGED_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
