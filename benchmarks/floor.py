@@ -3,10 +3,11 @@ benchmark, not a recorder: it trusts the loop to be the plain one (one forward, 
 no accumulation, no skipped steps, no loss scaling, no parameter changed between steps, no in-place
 module), so every row it keeps is right only for such a loop.
 
-What it keeps per step is what the Recorder's full capture keeps: the inputs, each leaf module's output
-and its gradient (retain_grad), the loss, the lr, the gradients and the parameters before and after the
-step (one torch.cat each), staged and stacked into growing lists of tensors, so its memory grows as the
-Recorder's does. The Recorder's cost above this row is what its checks and its report cost.
+What it keeps per step is what the Recorder's full capture keeps, less the targets and the step, epoch
+and batch-size counters: the inputs (and the marked samples), each leaf module's output and its gradient
+(retain_grad), the model's output, the loss, the lr, the gradients and the parameters before and after
+the step (one torch.cat each), staged and stacked into growing lists of tensors, so its memory grows as
+the Recorder's does. The Recorder's cost above this row is what its checks and its report cost.
 """
 
 from __future__ import annotations
