@@ -110,7 +110,7 @@ class SnapshotLog:
         """Commit row `row`: items are (column name, detached tensor or number, tensor version or None)."""
         staged = self._staged
         if not staged:  # the first step of a batch sets how many steps this batch stages
-            size = sum(v.nbytes for _, v, _ in items if isinstance(v, torch.Tensor))
+            size = sum(v.numel() * v.element_size() for _, v, _ in items if isinstance(v, torch.Tensor))
             self._stage_limit = max(1, min(STAGED_STEPS, STAGED_BYTES // max(1, size)))
         staged.append((row, items))
         self.steps = row + 1
