@@ -165,15 +165,16 @@ def test_a_value_changed_in_place_after_capture_is_an_error_not_a_wrong_number()
 
 @pytest.mark.parametrize("policy", [CapturePolicy.full(), CapturePolicy.stats()])
 def test_how_many_steps_are_staged_changes_when_rows_are_written_not_what_they_hold(monkeypatch, policy):
-    """A model whose steps hold more than the staging bound flushes every few steps, so a flush's rows
-    straddle the columns' chunk boundaries (rows 32, 64): the log must hold what an unbounded one holds,
-    with batches of 8, 8 and 4 (rows of different shapes) among them."""
+    """Flushes of 3 steps straddle the columns' chunk boundaries (rows 32, 64); a byte bound below one
+    step flushes every step. Either way the log must hold what the default staging holds, with batches
+    of 8, 8 and 4 (rows of different shapes) among them."""
     from nn_lesson.hooks import snapshot_log
     from nn_lesson.models import make_mlp
     g = torch.Generator().manual_seed(3)
     x, y = torch.randn(20, 6, generator=g), torch.randint(0, 3, (20,), generator=g)
 
-    def record(staged_bytes):
+    def record(staged_steps, staged_bytes):
+        monkeypatch.setattr(snapshot_log, "STAGED_STEPS", staged_steps)
         monkeypatch.setattr(snapshot_log, "STAGED_BYTES", staged_bytes)
         torch.manual_seed(0)
         model = make_mlp([6, 16, 3])
@@ -187,12 +188,13 @@ def test_how_many_steps_are_staged_changes_when_rows_are_written_not_what_they_h
                     opt.step()
         return rec.log
 
-    bounded, unbounded = record(3000), record(1 << 40)  # ~3 steps per flush against 32
-    assert len(bounded) == len(unbounded) == 75
-    assert bounded.columns.keys() == unbounded.columns.keys()
-    for name in unbounded.columns:  # exact, padding (NaN) included
-        torch.testing.assert_close(bounded.values(name), unbounded.values(name), rtol=0, atol=0, equal_nan=True)
-    if not policy.stats_only:
-        assert torch.equal(bounded[71].inputs, x[16:20])  # a batch of 4, cut to its own shape
-        for layer in unbounded.layers:
-            assert torch.equal(bounded[70].activations[layer], unbounded[70].activations[layer])
+    default = record(snapshot_log.STAGED_STEPS, snapshot_log.STAGED_BYTES)
+    for log in (record(3, 1 << 40), record(32, 1)):
+        assert len(log) == len(default) == 75
+        assert log.columns.keys() == default.columns.keys()
+        for name in default.columns:  # exact, padding (NaN) included
+            torch.testing.assert_close(log.values(name), default.values(name), rtol=0, atol=0, equal_nan=True)
+        if not policy.stats_only:
+            assert torch.equal(log[71].inputs, x[16:20])  # a batch of 4, cut to its own shape
+            for layer in default.layers:
+                assert torch.equal(log[70].activations[layer], default[70].activations[layer])
