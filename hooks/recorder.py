@@ -257,9 +257,13 @@ class Recorder:
 
     def mark_samples(self, indices: torch.Tensor | list[int]) -> None:
         """Optional: say which samples (dataset row numbers) the next step uses, e.g. 0 for Sarah."""
-        if not self.policy.stats_only:
-            ids = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
-            self._samples = ids.clone() if ids is indices else ids
+        if self.policy.stats_only:
+            return
+        if type(indices) is torch.Tensor and indices.dtype == torch.int64 and indices.dim() == 1:
+            self._samples = indices.clone()  # one operation; a loop may refill its index tensor in place
+            return
+        ids = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+        self._samples = ids.clone()  # a view of the caller's tensor would follow its later changes
 
     def pending(self, name: str) -> torch.Tensor | None:
         """A value the current, uncommitted step has captured so far (e.g. "act:hidden"), or None."""

@@ -198,3 +198,22 @@ def test_how_many_steps_are_staged_changes_when_rows_are_written_not_what_they_h
             assert torch.equal(log[71].inputs, x[16:20])  # a batch of 4, cut to its own shape
             for layer in default.layers:
                 assert torch.equal(log[70].activations[layer], default[70].activations[layer])
+
+
+def test_marked_samples_are_kept_as_they_were_when_the_loop_refills_its_index_tensor(scaled):
+    """A loop that reuses one index tensor (idx.copy_(...) each step) must log each step's own samples."""
+    x, y = scaled
+    model = StudentNet.from_lesson()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    loss_fn = nn.CrossEntropyLoss()
+    idx = torch.zeros(1, dtype=torch.int64)
+    ids2d = torch.zeros(1, 1, dtype=torch.int64)
+    with Recorder(model, opt, loss_fn) as rec:
+        for i in range(5):
+            idx.fill_(i)
+            ids2d.fill_(i)
+            rec.mark_samples(idx if i % 2 == 0 else ids2d)  # 1-D as a DataLoader gives it, and 2-D
+            opt.zero_grad()
+            loss_fn(model(x[idx]), y[idx]).backward()
+            opt.step()
+    assert rec.log.samples.reshape(-1).tolist() == [0, 1, 2, 3, 4]
