@@ -295,6 +295,12 @@ class Recorder:
             v = value.detach() if value.requires_grad else value
         items.append((name, v, v._version))
 
+    def _keep_copy(self, items: list, name: str, value: torch.Tensor) -> None:
+        """The loop's own tensors (inputs, targets) are copied when seen: a loop may refill one buffer in
+        place every step (a static input buffer, a prefetcher), which would change a staged reference
+        before it reaches the log."""
+        items.append((name, value.detach().clone(), None))
+
     def _capturing(self) -> bool:
         return self._step % self.policy.every == 0
 
@@ -333,7 +339,7 @@ class Recorder:
             fwd.batch = batch
             fwd.rnn_batch = isinstance(x, PackedSequence)
             if not self.policy.stats_only:
-                self._keep(fwd.items, "inputs", x.data if isinstance(x, PackedSequence) else x)
+                self._keep_copy(fwd.items, "inputs", x.data if isinstance(x, PackedSequence) else x)
         return fwd
 
     def _grads_cleared(self) -> bool:
@@ -523,7 +529,7 @@ class Recorder:
             if loss is None and isinstance(closure_loss, torch.Tensor) and closure_loss.dim() == 0:
                 loss = closure_loss.detach()
             if fwd.targets is not None and not self.policy.stats_only:
-                self._keep(items, "targets", fwd.targets)
+                self._keep_copy(items, "targets", fwd.targets)
             if loss is not None:
                 if scale is not None and self._watch is not None:
                     loss = loss / scale  # a functional loss is the backward root: the scaled loss

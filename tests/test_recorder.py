@@ -217,3 +217,23 @@ def test_marked_samples_are_kept_as_they_were_when_the_loop_refills_its_index_te
             loss_fn(model(x[idx]), y[idx]).backward()
             opt.step()
     assert rec.log.samples.reshape(-1).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_a_loop_that_refills_one_input_buffer_is_recorded_step_by_step():
+    """A static input buffer (xb.copy_(batch) every step, as with a prefetcher or CUDA graphs) must give
+    each row its own inputs and targets, not a refusal at the flush nor the last batch everywhere."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    xb, yb = torch.zeros(8, 3), torch.zeros(8, dtype=torch.long)
+    data, labels = torch.randn(80, 3), torch.randint(0, 2, (80,))
+    with Recorder(model, opt, loss_fn) as rec:
+        for i in range(10):
+            xb.copy_(data[8 * i: 8 * i + 8])
+            yb.copy_(labels[8 * i: 8 * i + 8])
+            opt.zero_grad()
+            loss_fn(model(xb), yb).backward()
+            opt.step()
+    assert torch.equal(rec.log.inputs, data.view(10, 8, 3))
+    assert torch.equal(rec.log.targets, labels.view(10, 8))
