@@ -88,6 +88,22 @@ def test_leftovers_of_a_killed_run_are_invisible_to_tensorboard_and_cleaned_by_t
     assert sorted(p.name for p in logdir.iterdir()) == ["next"]
 
 
+def test_a_run_killed_while_claiming_its_name_leaves_nothing_the_next_run_keeps(tmp_path):
+    """A name appears in the staging area only with its owner file (a private folder renamed onto it); a
+    process killed while preparing that folder leaves `.claiming-<pid>-…`, which the next run removes."""
+    import subprocess
+    import sys
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process id that is no longer running
+    area = tmp_path / ".runs.nn-lesson-staging"
+    half = area / f".claiming-{dead.pid}-0badc0de"
+    half.mkdir(parents=True)  # killed after its mkdir, before its owner file
+    assert run_cli("--epochs", "1", "--quiet", "--name", "next", "--logdir", str(tmp_path / "runs"),
+                   cwd=tmp_path).returncode == 0
+    assert not half.exists() and sorted(p.name for p in area.iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["next"]
+
+
 # ---- 4. stopping: real signals at several moments ----
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

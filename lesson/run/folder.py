@@ -1,7 +1,8 @@
 """Run folders: claimed before training, written aside, moved into place without replacing anything.
 
-A run's name is claimed with an exclusive mkdir in a staging area beside the log directory
-(`runs` → `.runs.nn-lesson-staging/`), outside the tree TensorBoard reads. Every file is written
+A run's name is claimed in a staging area beside the log directory (`runs` → `.runs.nn-lesson-staging/`),
+outside the tree TensorBoard reads, by renaming a private folder that already holds its owner file onto
+the name (exclusive: the rename fails when another process holds it). Every file is written
 there; the finished folder is then renamed into the log directory. So two runs can never share a
 folder, a crash never leaves a half run under a real name, and what a killed run left behind is
 recognised by its owner's process id and removed by the next run.
@@ -9,7 +10,9 @@ recognised by its owner's process id and removed by the next run.
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -20,6 +23,7 @@ from typing import Callable
 # Long enough for any name people type; short enough that staging names stay within NAME_MAX (255).
 MAX_NAME = 200
 OWNER_FILE = ".nn-lesson-owner"
+CLAIMING = ".claiming-"  # a private folder being prepared: .claiming-<pid>-<random>
 
 
 class RunDirError(ValueError):
@@ -93,16 +97,24 @@ def claim_run(logdir: Path, name: str | None, default_name: str, overwrite: bool
         if not (logdir / candidate).exists() and _claim(area / candidate):
             if not (logdir / candidate).exists():
                 return RunClaim(logdir / candidate, area / candidate, False)
-            (area / candidate).rmdir()
+            shutil.rmtree(area / candidate, ignore_errors=True)  # a run appeared under the name meanwhile
     raise RunDirError(f"log directory {logdir}: no free run name for {default_name}")
 
 
 def _claim(staging: Path) -> bool:
+    """Exactly one process gets each name, and the name never exists without its owner file: the file is
+    written into a private folder first, which is then renamed onto the name. (A plain mkdir followed by
+    the write left an ownerless folder, never cleaned, when the process was killed between the two.)"""
+    private = staging.parent / f"{CLAIMING}{os.getpid()}-{secrets.token_hex(4)}"
+    private.mkdir()
     try:
-        staging.mkdir()  # exclusive: exactly one process gets each name
-    except FileExistsError:
-        return False
-    (staging / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        (private / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        os.rename(private, staging)
+    except OSError as err:
+        shutil.rmtree(private, ignore_errors=True)
+        if err.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return False  # another process holds the name
+        raise
     return True
 
 
@@ -118,6 +130,8 @@ def remove_stale(area: Path) -> None:
     host = socket.gethostname()
     for entry in area.iterdir():
         owner = _owner(entry) if entry.is_dir() else None
+        if owner is None and entry.name.startswith(CLAIMING) and entry.is_dir():
+            owner = f"{host} {entry.name[len(CLAIMING):].partition('-')[0]}"  # killed before its owner file
         if owner is None:
             continue
         owner_host, _, pid = owner.partition(" ")
