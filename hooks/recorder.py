@@ -304,7 +304,7 @@ class Recorder:
     def _capturing(self) -> bool:
         return self._step % self.policy.every == 0
 
-    def _on_model_input(self, args: tuple) -> _Forward | None:
+    def _on_model_input(self, args: tuple, kwargs: dict) -> _Forward | None:
         """Before each forward of the model: is this the step's forward? Returns it if it is captured."""
         if torch.compiler.is_compiling():
             raise RuntimeError(COMPILED)
@@ -331,10 +331,14 @@ class Recorder:
         if not self._capturing():
             return None  # a step the policy does not keep: only whether backward reaches it is watched
         self._current = fwd
-        x = args[0] if args else None
+        # The first argument; called with keywords only (model(**batch), as Hugging Face models are), the
+        # first tensor among them (input_ids, pixel_values, ...).
+        x = args[0] if args else next((v for v in kwargs.values() if isinstance(v, (torch.Tensor, PackedSequence))),
+                                      None)
         batch = batch_of_input(x)
         if batch is None:
-            self._unseen("inputs (the model's first argument is not a tensor)")
+            self._unseen("inputs (the model's first argument is not a tensor)" if args else
+                         "inputs (the model was called with no tensor argument)")
         else:
             fwd.batch = batch
             fwd.rnn_batch = isinstance(x, PackedSequence)

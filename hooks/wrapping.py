@@ -23,9 +23,9 @@ class ForwardWrap:
     __slots__ = ("module", "_previous", "_restored")
 
     def __init__(self, module: nn.Module, seen: Callable[[tuple, dict, Any], None],
-                 before: Callable[[tuple], Any] | None = None):
-        """seen(args, kwargs, output) after each forward; before(args) (optional) before it, and its result is
-        passed on as `seen`'s first argument instead of args when it is not None."""
+                 before: Callable[[tuple, dict], Any] | None = None):
+        """seen(args, kwargs, output) after each forward; before(args, kwargs) (optional) before it, and its
+        result is passed on as `seen`'s first argument instead of args."""
         self.module = module
         self._previous = module.__dict__.get("forward", _MISSING)  # a forward the user set on the instance
         self._restored = False
@@ -38,7 +38,7 @@ class ForwardWrap:
                 return output
         else:
             def forward(*args, **kwargs):
-                token = before(args)
+                token = before(args, kwargs)
                 output = inner(*args, **kwargs)
                 seen(token, kwargs, output)
                 return output

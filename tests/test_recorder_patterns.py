@@ -152,6 +152,37 @@ def test_a_loss_module_still_gives_targets():
     assert torch.equal(log[0].targets, y)
 
 
+class KeywordModel(nn.Module):
+    """Called as model(**batch) with the loss inside, as Hugging Face models are."""
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(5, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None):
+        logits = self.head(torch.tanh(self.body(input_ids * attention_mask)))
+        return {"logits": logits, "loss": F.cross_entropy(logits, labels)}
+
+
+def test_a_model_called_with_keywords_only_records_its_first_tensor_as_inputs():
+    x, y = data()
+    mask = torch.ones_like(x)
+
+    def loop(model, opt, extras, hand, step):
+        batch = {"input_ids": x[step % 4 * 2:][:2], "attention_mask": mask[:2], "labels": y[step % 4 * 2:][:2]}
+        opt.zero_grad()
+        hand.saw_inputs(batch["input_ids"])
+        out = model(**batch)
+        hand.saw_loss(out["loss"])
+        out["loss"].backward()
+        hand.before_step()
+        opt.step()
+        hand.after_step()
+    hand, log, report = run_both(sgd_build(KeywordModel), loop)
+    assert not report.not_seen, report
+    assert log.has("outputs:logits") and log.has("outputs:loss") and list(log.batch_size) == [2] * len(log)
+
+
 # ---- 2. a module called several times ----
 def test_a_module_called_twice_is_recorded_per_call_with_gradients():
     class Reuse(nn.Module):
