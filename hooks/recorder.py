@@ -259,11 +259,9 @@ class Recorder:
         """Optional: say which samples (dataset row numbers) the next step uses, e.g. 0 for Sarah."""
         if self.policy.stats_only:
             return
-        if type(indices) is torch.Tensor and indices.dtype == torch.int64 and indices.dim() == 1:
-            self._samples = indices.clone()  # one operation; a loop may refill its index tensor in place
-            return
-        ids = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
-        self._samples = ids.clone()  # a view of the caller's tensor would follow its later changes
+        plain = type(indices) is torch.Tensor and indices.dtype == torch.int64 and indices.dim() == 1
+        ids = indices if plain else torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+        self._samples = ids.clone()  # a loop may refill its index tensor in place before the row is stored
 
     def pending(self, name: str) -> torch.Tensor | None:
         """A value the current, uncommitted step has captured so far (e.g. "act:hidden"), or None."""
