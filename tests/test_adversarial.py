@@ -53,15 +53,22 @@ def no_traceback(*texts: str) -> bool:
 # ---- 1. no run is lost: racing processes ----
 
 def test_two_runs_racing_for_one_name_never_lose_a_finished_run(tmp_path):
+    """Both orders of the race, forced by waiting on the first run's own output rather than left to the clock:
+    a second run started while the first holds the name is refused, and one started after it published too."""
     logdir = str(tmp_path / "runs")
-    procs = [start("--epochs", "40", "--quiet", "--name", "same", "--logdir", logdir, cwd=tmp_path) for _ in range(2)]
-    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
-    codes = sorted(code for code, _, _ in results)
-    assert codes == [0, 2], results
-    refused = next(err for code, _, err in results if code == 2)
-    assert "same" in refused and ("being written by another" in refused or "already exists" in refused)
-    assert len(RunRecord.load(tmp_path / "runs/same/snapshots.npz").log) == 240
-    assert no_traceback(*(err for _, _, err in results))
+    first = start("--epochs", "30000", "--name", "same", "--logdir", logdir, cwd=tmp_path)
+    wait_for_line(first.stdout, r"^epoch +1/")          # the name is claimed: training has begun
+    while_writing = run_cli("--epochs", "40", "--quiet", "--name", "same", "--logdir", logdir, cwd=tmp_path)
+    first.send_signal(signal.SIGINT)                     # the first run ends complete, marked as stopped
+    out, err = first.communicate(timeout=180)
+    assert first.returncode == 130, err
+    steps = len(RunRecord.load(tmp_path / "runs/same/snapshots.npz").log)
+    after = run_cli("--epochs", "40", "--quiet", "--name", "same", "--logdir", logdir, cwd=tmp_path)
+    assert while_writing.returncode == 2 and "same" in while_writing.stderr, while_writing.stderr
+    assert "being written by another" in while_writing.stderr, while_writing.stderr
+    assert after.returncode == 2 and "already exists" in after.stderr, after.stderr
+    assert steps >= 6 and len(RunRecord.load(tmp_path / "runs/same/snapshots.npz").log) == steps   # nothing lost
+    assert no_traceback(out, err, while_writing.stderr, after.stderr)
 
 
 def test_unnamed_runs_started_together_get_their_own_folders(tmp_path):
@@ -75,11 +82,9 @@ def test_unnamed_runs_started_together_get_their_own_folders(tmp_path):
 
 def test_leftovers_of_a_killed_run_are_invisible_to_tensorboard_and_cleaned_by_the_next(tmp_path):
     logdir = tmp_path / "runs"
-    proc = start("--epochs", "30000", "--quiet", "--name", "killed", "--logdir", str(logdir), cwd=tmp_path)
+    proc = start("--epochs", "30000", "--name", "killed", "--logdir", str(logdir), cwd=tmp_path)
     staging = tmp_path / ".runs.nn-lesson-staging" / "killed"
-    deadline = time.monotonic() + 60
-    while not staging.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_line(proc.stdout, r"^epoch +1/")  # training has begun, so the name is claimed in the staging area
     proc.kill()  # SIGKILL: nothing can be saved, but nothing may be left where TensorBoard looks
     proc.wait(timeout=30)
     assert staging.exists() and not (logdir / "killed").exists()

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -92,6 +93,19 @@ def open_tab(page, url: str, hash_args: str = ""):
     frame = page.frame_locator("iframe")                     # a dynamic plugin runs in an iframe
     frame.locator("#network-svg").wait_for(timeout=WAIT)
     return frame
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def wait_until(condition, what: str, limit: float = 180):
+    """Poll `condition` until it holds; `limit` seconds only bound a failure, the test decides on the event."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"not seen within {limit} s: {what}"
+        time.sleep(0.2)
 
 
 def wait_step(frame, step: int):
@@ -181,8 +195,11 @@ def test_the_highlighted_lines_are_the_largest_moves(page, server, records):
                     for name in ("hidden.weight", "output.weight")
                     for i in range(snap.before[name].shape[0]) for j in range(snap.before[name].shape[1])),
                    reverse=True)
-    assert drawn == {where for _, where in moves[:3]}
-    assert moves[2][0] > moves[3][0]  # no tie decides which line is drawn
+    # Equal moves are drawn alike: the PASS and FAIL rows of output.weight move by equal and opposite amounts,
+    # which float rounding may order either way; what a user can tell apart is the 4 decimals the tab shows.
+    third = moves[2][0]
+    assert drawn == {where for size, where in moves if size >= third * (1 - 1e-5)}
+    assert {where for _, where in moves[:3]} <= drawn
 
 
 def test_the_url_hash_restores_run_step_mode_and_view(page, server, records):
@@ -258,7 +275,11 @@ def test_new_run_from_the_tab_appears_in_the_run_list_and_hparams(page, server, 
     assert name in frame.locator("#run").inner_text() and frame.locator("#run").input_value() == name
     wait_step(frame, 0)
     page.screenshot(path=str(screenshot_path(tmp_path, "lesson-tab-new-run.png")))
-    page.goto(server + "#hparams")                                    # TensorBoard reloads every 2 s
+    # Wait for the event itself: TensorBoard's own run list has the new run (it reloads the logdir every 2 s)...
+    wait_until(lambda: name in get_json(server + "data/runs"), f"TensorBoard lists {name}")
+    # ...then a fresh load: a hash change alone keeps the HParams dashboard's earlier fetch of the experiment.
+    page.goto("about:blank")
+    page.goto(server + "#hparams")
     page.get_by_text(name).first.wait_for(timeout=WAIT)
 
 

@@ -373,7 +373,8 @@ def page_rows(record, n_pages: int) -> list[int]:
     return [min(r, last) for r in (rows + [0] * n_pages)[:n_pages]]
 
 
-MOVED_LINES = 3  # the lines of a step drawn highlighted: its largest |after − before|
+MOVED_LINES = 3  # the lines of a step drawn highlighted: its largest |after − before| (more where moves tie)
+TIED = 1e-5      # moves this close (relative) are equal: float32 rounding, far below the 4 decimals shown
 
 
 def _lesson_run(record) -> dict:
@@ -432,13 +433,21 @@ def _student_losses(record, outputs, labels):
 
 
 def _moved(params: dict, top: int = MOVED_LINES) -> list[list]:
-    """[[parameter, row, column, Δw], ...] for the drawn weights (not the biases) that moved most."""
+    """[[parameter, row, column, Δw], ...] for the drawn weights (not the biases) that moved most, largest first.
+
+    Equal moves are treated alike: under cross-entropy over two outputs the PASS and FAIL rows of the output
+    weights move by equal and opposite amounts, equal up to float rounding, so every move within TIED of the
+    last one kept is kept too. A weight that did not move at all is never "moved most"."""
     moves = []
     for name, p in params.items():
         if name.endswith(".weight"):
             for i, row in enumerate(p["update"]):
-                moves += [[name, i, j, d] for j, d in enumerate(row) if d is not None]
-    return sorted(moves, key=lambda m: -abs(m[3]))[:top]
+                moves += [[name, i, j, d] for j, d in enumerate(row) if d]   # None (not finite) and 0 are no moves
+    moves.sort(key=lambda m: -abs(m[3]))
+    if len(moves) <= top:
+        return moves
+    floor = abs(moves[top - 1][3]) * (1 - TIED)
+    return [m for m in moves if abs(m[3]) >= floor]
 
 
 def _lesson_step(loaded: dict, row: int) -> dict:

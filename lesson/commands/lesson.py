@@ -82,7 +82,8 @@ def train_and_write(args: argparse.Namespace, config: LessonConfig, students, cl
     except KeyboardInterrupt as err:
         record, code, interrupted = getattr(err, "record", None), exit_code(err), err
 
-    with signals_deferred() as deferred:  # a signal now stops us after the run is complete, not halfway
+    # A signal now stops us after the run is complete, not halfway; once stopped by one, any later is only noted.
+    with signals_deferred(then_raise=interrupted is None) as deferred:
         if interrupted is not None:  # said inside the block: a second signal cannot cut the writing short
             if record is None:
                 claim.release()

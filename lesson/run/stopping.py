@@ -61,8 +61,10 @@ class Deferred:
 
 
 @contextlib.contextmanager
-def signals_deferred() -> Iterator[Deferred]:
-    """Inside the block a signal is only noted (`.signum`); the block runs to its end, then signals raise again."""
+def signals_deferred(then_raise: bool = True) -> Iterator[Deferred]:
+    """Inside the block a signal is only noted (`.signum`); the block runs to its end, then signals raise again.
+    With then_raise=False they stay noted after it: a process already stopping by a signal ends with that
+    signal's exit code, whether a second signal comes while it writes, after, or not at all."""
     seen = Deferred()
 
     def note(signum: int, frame) -> None:
@@ -72,4 +74,5 @@ def signals_deferred() -> Iterator[Deferred]:
     try:
         yield seen
     finally:
-        stop_on_signals()
+        if then_raise:
+            stop_on_signals()

@@ -557,6 +557,8 @@ function drawCaption(step) {
     const src = [info.labels.inputs, info.labels.hidden][layer][j];
     const dst = [info.labels.hidden, info.labels.outputs][layer][i];
     parts.push(`moved most: ${src}→${dst}, ${signed(step.params[name].before[i][j])} → ${signed(step.params[name].after[i][j])} (${signed(d)})`);
+  } else if (step.moved) {
+    parts.push('no line moved at this step (every weight\'s update was exactly 0)');
   }
   caption.textContent = parts.join('; ') + '.';
 }
