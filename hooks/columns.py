@@ -7,6 +7,11 @@ floats, -1 for integers); the SnapshotLog keeps each row's own shape beside it.
 
 Hot path: the Recorder stages each step's values (SnapshotLog.stage_step) and they arrive here in
 bulk through put_rows: one torch.stack per column for each batch of staged steps.
+
+Absent cells: a row no write reached (a step without this field, as when `optimizer.step()` runs twice after
+one backward) holds the pad value, never leftover memory, whatever the order of writes, and the column keeps
+the ranges of such rows (`absent`) so that reading one says it is absent rather than returning NaN as if
+measured. Rows at or above `filled` are untouched memory; every row below it holds a value or padding.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ def padded(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 
 
 class Column:
-    __slots__ = ("row_shape", "dtype", "chunks", "chunk_rows", "name", "starts", "sizes", "capacity", "filled")
+    __slots__ = ("row_shape", "dtype", "chunks", "chunk_rows", "name", "starts", "sizes", "capacity", "filled",
+                 "absent")
 
     def __init__(self, row_shape: tuple[int, ...], dtype: torch.dtype, chunk_rows: int = CHUNK_ROWS,
                  name: str = ""):
@@ -48,12 +54,15 @@ class Column:
         # Rows below `filled` hold values or padding; chunks are allocated empty and a row is padded only
         # when a later row is written or it is read: fresh memory is written once, not filled and then written.
         self.filled = 0
+        self.absent: list[tuple[int, int]] = []  # [start, end) ranges of rows padded because no write reached them
 
     @classmethod
-    def from_values(cls, values: torch.Tensor, name: str = "") -> "Column":
+    def from_values(cls, values: torch.Tensor, name: str = "",
+                    absent: list[tuple[int, int]] | None = None) -> "Column":
         col = cls(tuple(values.shape[1:]), values.dtype, max(1, values.shape[0]), name)
         col.chunks, col.starts, col.sizes, col.capacity = [values], [0], [values.shape[0]], values.shape[0]
         col.filled = values.shape[0]
+        col.absent = [tuple(r) for r in absent or []]
         return col
 
     # ---- writing ----
@@ -65,8 +74,8 @@ class Column:
         start, last, n = rows[0], rows[-1], len(rows)
         if last >= self.capacity:
             self._allocate(last)
-        self._written(start, last + 1)
         consecutive = last - start == n - 1
+        self._written(start, last + 1, None if consecutive else rows)
         if not isinstance(values[0], torch.Tensor):
             if consecutive:
                 self._put(start, torch.tensor(values, dtype=self.dtype))
@@ -123,19 +132,61 @@ class Column:
             self.sizes.append(rows)
             self.capacity += rows
 
-    def _written(self, start: int, end: int) -> None:
-        """Rows start..end-1 are about to be written: pad the rows skipped before them."""
+    def _written(self, start: int, end: int, rows: list[int] | None = None) -> None:
+        """Rows start..end-1 (or only `rows` among them) are about to be written: pad the rows never written
+        that they skip, and rows padded earlier are present from now on."""
+        if self.absent and start < self.filled:
+            self._present(range(start, end) if rows is None else rows)
         if start > self.filled:
             self._pad(self.filled, start)
+        if rows is not None and end > self.filled:  # gaps between the rows written
+            kept, gap = set(rows), None
+            for r in range(max(start, self.filled), end + 1):
+                if r < end and r not in kept:
+                    gap = r if gap is None else gap
+                elif gap is not None:
+                    self._pad(gap, r)
+                    gap = None
         self.filled = max(self.filled, end)
 
     def _pad(self, start: int, end: int) -> None:
+        """Fill never-written rows start..end-1 with the pad value and remember them as absent."""
         self._allocate(end - 1)
+        if self.absent and self.absent[-1][1] == start:
+            self.absent[-1] = (self.absent[-1][0], end)
+        else:
+            self.absent.append((start, end))
         while start < end:
             chunk, offset = self._locate(start)
             n = min(end - start, self.sizes[chunk] - offset)
             self.chunks[chunk][offset: offset + n].fill_(pad_value(self.dtype))
             start += n
+
+    def _present(self, rows) -> None:
+        """These rows are written now: none of them is absent any longer (rare: only a write below `filled`)."""
+        lo, hi = rows[0], rows[-1] + 1
+        if not any(s < hi and lo < e for s, e in self.absent):
+            return
+        written = set(rows)
+        left = []
+        for s, e in self.absent:
+            run = None
+            for r in range(s, e + 1):
+                if r < e and r not in written:
+                    run = r if run is None else run
+                elif run is not None:
+                    left.append((run, r))
+                    run = None
+        self.absent = left
+
+    def present(self, i: int) -> bool:
+        """Did a write reach row i (False: the row holds only the pad value)?"""
+        return not any(s <= i < e for s, e in self.absent)
+
+    def absent_ranges(self, n: int) -> list[tuple[int, int]]:
+        """The [start, end) ranges among rows 0..n-1 that no write reached (rows up to n padded first)."""
+        self._readable(n)
+        return [(s, min(e, n)) for s, e in self.absent if s < n]
 
     def _readable(self, n: int) -> None:
         """Rows below n are read: pad the ones never written."""

@@ -56,9 +56,8 @@ from nn_lesson.hooks.policy import CapturePolicy
 from nn_lesson.hooks.report import Report
 from nn_lesson.hooks.snapshot_log import SnapshotLog
 from nn_lesson.hooks.stepped_params import SteppedParams
-from nn_lesson.hooks.wrapping import ForwardWrap
+from nn_lesson.hooks.wrapping import RECORDER_ATTR, ForwardWrap
 
-_ACTIVE_ATTR = "_nn_lesson_recorder"
 # Parameter rows at least this long are copied straight into the log (see Recorder._log_row).
 DIRECT_ROW_NUMBERS = 4096
 
@@ -153,6 +152,8 @@ class Recorder:
         self._current: _Forward | None = None  # the forward now running, if it is being captured
         self._step_items: list[tuple[str, Any, int | None]] = []
         self._in_step = False
+        self._depth = 0                       # optimizer steps running: a subclass's step calling super().step()
+        self._in_closure = False
         # A model with in-place modules (ReLU(inplace=True)) changes outputs after the wrapper has seen them,
         # so its values are cloned when seen.
         self._copy_now = any(getattr(m, "inplace", False) for _, m in self._layers_of)
@@ -168,6 +169,7 @@ class Recorder:
         self._last_calls: dict[str, int] = {}
         self._skipped: Counter[str] = Counter()
         self._not_seen: dict[str, None] = {}
+        self._changed: Counter[str] = Counter()  # fields changed in place between capture and the step's end
 
     # ---- attach / detach ----
     @property
@@ -182,10 +184,10 @@ class Recorder:
         return self.__enter__()
 
     def __enter__(self) -> "Recorder":
-        if getattr(self.model, _ACTIVE_ATTR, None) is not None:
+        if getattr(self.model, RECORDER_ATTR, None) is not None:
             raise RuntimeError("Recorder: this model already has an active Recorder; nested Recorders on one "
                                "model are not supported (exit the first `with` block before starting another)")
-        self.model.__dict__[_ACTIVE_ATTR] = self
+        self.model.__dict__[RECORDER_ATTR] = self
         self._started = True
         try:
             self._attach()
@@ -213,7 +215,7 @@ class Recorder:
         self._grad_hooks.clear()
         self._fwd = self._current = None  # drop references to the last forward's tensors
         self._step_items = []
-        self.model.__dict__.pop(_ACTIVE_ATTR, None)
+        self.model.__dict__.pop(RECORDER_ATTR, None)
         self._log.flush()
 
     def _attach(self) -> None:
@@ -278,6 +280,11 @@ class Recorder:
                 not_seen.append("parameters the optimizer holds that the log lacks: " + ", ".join(missing))
             if self._log.steps and not self._log.has("loss"):
                 not_seen.append("the loss (no nn.Module loss_fn and no Tensor.backward() call seen)")
+        changed = self._changed + Counter(self._log.changed)
+        if changed:
+            not_seen.append("values changed in place after the Recorder saw them, left absent in those rows ("
+                            + ", ".join(f"{name} at {n} step{'s' * (n > 1)}" for name, n in changed.items())
+                            + "); from the first such step on, layer outputs are copied when produced")
         return Report(self._step, self._log.steps, self.policy.every,
                       dict(self._calls), tuple(n for n, _ in self._layers_of if n not in self._calls),
                       dict(self._skipped), tuple(not_seen))
@@ -307,6 +314,8 @@ class Recorder:
         if torch.compiler.is_compiling():
             raise RuntimeError(COMPILED)
         self._current = None
+        if self._depth and not self._in_closure:  # the last optimizer.step() raised: it is no step
+            self._depth, self._in_step, self._step_items = 0, False, []
         if self.optimizer is not None and (torch.is_inference_mode_enabled() or not torch.is_grad_enabled()):
             self._skipped[INFERENCE if torch.is_inference_mode_enabled() else NO_GRAD] += 1
             return None  # an evaluation never clears the pending training forward, nor stops its loss watch
@@ -482,6 +491,9 @@ class Recorder:
         """Optimizer step pre-hook, hook(optimizer, args, kwargs) -> None or (args, kwargs)."""
         if getattr(optimizer, "found_inf", None) is not None or "grad_scaler" in kwargs:
             raise RuntimeError(FUSED_SCALER)
+        self._depth += 1
+        if self._depth > 1:  # a step inside a step (an optimizer subclass calling super().step()): one step
+            return None
         if self._watch is not None:
             self._watch.stop()
         self._in_step = True
@@ -500,7 +512,11 @@ class Recorder:
         evaluations = [0]
 
         def recorded_closure():
-            loss = closure()
+            self._in_closure = True
+            try:
+                loss = closure()
+            finally:
+                self._in_closure = False
             evaluations[0] += 1
             if evaluations[0] == 1:
                 self._in_step = True
@@ -590,6 +606,9 @@ class Recorder:
 
     def _on_step_end(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         """Optimizer step post-hook, hook(optimizer, args, kwargs): the step is done; commit its row."""
+        self._depth = max(0, self._depth - 1)
+        if self._depth:
+            return  # the inner step of a subclass's step: the outer one ends the step
         self._in_step = False
         if self._watch is not None:
             self._watch.stop()
@@ -625,6 +644,9 @@ class Recorder:
 
     def _commit(self, fwd: _Forward | None) -> None:
         items = (fwd.items if fwd is not None else []) + self._step_items
+        if [v._version for _, v, version in items if version is not None] != [
+                version for _, _, version in items if version is not None]:
+            items = self._without_changed(items)
         epoch = self._step // self.steps_per_epoch if self.steps_per_epoch else 0
         items += [("step", self._step, None), ("epoch", epoch, None),
                   ("batch_size", fwd.batch if fwd is not None else 0, None)]
@@ -633,3 +655,17 @@ class Recorder:
             self._samples = None
         self._log.stage_step(self._row, items)
         self._row += 1
+
+    def _without_changed(self, items: list) -> list:
+        """A value changed in place after it was captured (`h = self.fc1(x); h.mul_(2)`, `out += identity`)
+        is left out of this row and reported; from now on layer outputs are copied when produced, so later
+        rows hold them as the layer produced them. Never an error: recording does not end a training run."""
+        kept = []
+        for item in items:
+            name, value, version = item
+            if version is not None and value._version != version:
+                self._changed[name] += 1
+            else:
+                kept.append(item)
+        self._copy_now = True
+        return kept

@@ -221,6 +221,15 @@ def _check_layout(path: Path, header: dict[str, Any], members: dict) -> None:
         width += math.prod(p["shape"])
     if not isinstance(header.get("stat_bins", 0), int) or header.get("stat_bins", 0) < 0:
         raise bad("'stat_bins' must be a whole number >= 0")
+    absent = header.get("absent", {})
+    if not isinstance(absent, dict):
+        raise bad("'absent' must map column names to [start, end] row ranges")
+    for name, ranges in absent.items():
+        if name not in members or not is_column(name) or not isinstance(ranges, list) or not all(
+                isinstance(r, list) and len(r) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in r)
+                and 0 <= r[0] < r[1] <= steps for r in ranges):
+            raise bad(f"'absent' entry {str(name)[:80]!r} must name a column and hold [start, end] ranges "
+                      f"within 0..{steps}")
     for name, (_, shape, _, _, _) in members.items():
         if name == "header" or not is_column(name):
             continue

@@ -94,6 +94,9 @@ class SnapshotLog:
         self._stats_after: tuple[list[int], torch.Tensor] | None = None
         self._work = WorkBuffers()  # the statistics' temporaries, reused by every flush: memory stays flat
         self.steps = 0        # committed steps
+        # Cells left out because the captured tensor was changed in place before it was stored: column -> rows.
+        # The Recorder reports them; recording never raises for what the user's step did.
+        self.changed: dict[str, int] = {}
 
     # ---- writing (used by the Recorder) ----
     @property
@@ -181,8 +184,15 @@ class SnapshotLog:
         versions = [item[2] for item in items]
         if versions.count(None) != len(versions):
             if [None if v is None else t._version for t, v in zip(values, versions)] != versions:
-                raise RuntimeError(f"column {name!r}: a captured value was changed in place after the hook saw "
-                                   "it; record this model with in-place operations turned off")
+                # Changed in place after it was captured: that cell is left absent (and counted), never raised
+                # at the flush, which runs inside the user's optimizer.step().
+                keep = [v is None or t._version == v for t, v in zip(values, versions)]
+                self.changed[name] = self.changed.get(name, 0) + keep.count(False)
+                rows = [r for r, k in zip(rows, keep) if k]
+                values = [t for t, k in zip(values, keep) if k]
+                if not rows:
+                    return
+                first = values[0]
         if self.stat_bins and first.dim() > 0:  # statistics policy; 0-d values (the loss) are kept as they are
             self._put_stats(name, rows, values)
             return
@@ -366,7 +376,8 @@ class SnapshotLog:
         if not -self.steps <= i < self.steps:
             raise IndexError(f"step {i} out of range; this log has {self.steps} steps")
         i %= self.steps
-        row = {name: col.at(i) for name, col in self.columns.items()}
+        cells = {name: col.at(i) for name, col in self.columns.items()}
+        row = {name: v for name, v in cells.items() if self._columns[name].present(i)}  # absent cells: no value
         b = int(row["batch_size"]) if "batch_size" in row else None
 
         def cut(name: str) -> torch.Tensor | None:
@@ -423,6 +434,9 @@ class SnapshotLog:
             "stat_names": list(STAT_NAMES) if self.stat_bins else [],
             "stat_bins": self.stat_bins,
             "row_shapes": self.row_shapes,
+            # rows of a column that no step wrote (they hold NaN / -1 / False): [[start, end], ...]
+            "absent": {name: [list(r) for r in ranges] for name, col in self.columns.items()
+                       if (ranges := col.absent_ranges(self.steps))},
         }
 
     def arrays(self) -> dict[str, torch.Tensor]:
@@ -442,6 +456,7 @@ class SnapshotLog:
         log = cls([ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
                   header["layers"], header.get("stat_bins", 0), header.get("row_shapes", False))
         log.steps = header["steps"]
-        log.columns = {name: Column.from_values(torch.from_numpy(a), name) for name, a in arrays.items()
-                       if is_column(name)}
+        absent = header.get("absent", {})
+        log.columns = {name: Column.from_values(torch.from_numpy(a), name, absent.get(name))
+                       for name, a in arrays.items() if is_column(name)}
         return log

@@ -904,3 +904,181 @@ def test_model_forward_called_directly_is_recorded():
         hand.after_step()
     _, log, report = run_both(sgd_build(), loop)
     assert set(log[0].activations) == {"0", "1", "2"} and not report.not_seen
+
+
+# ---- round 3: never a row of garbage, never the user's program changed, never a training run ended ----
+def test_a_second_step_after_one_backward_is_a_row_of_absent_cells_not_leftover_memory(tmp_path):
+    """optimizer.step() twice after one backward: the second step used the same gradients and saw no forward;
+    its row holds the gradients and weights it used, and its inputs and loss read as absent (NaN in columns)."""
+    x, y = data()
+
+    def loop(m, o, e, hand, s):
+        o.zero_grad()
+        loss = F.cross_entropy(m(x), y)
+        loss.backward()
+        for _ in range(2):
+            hand.before_step()
+            o.step()
+            hand.after_step()
+    hand, log, report = run_both(sgd_build(), loop, steps=STEPS // 2, rows=STEPS)
+    for log_ in (log, SnapshotLog.load(log.save(tmp_path / "twice.npz"))):
+        assert torch.isnan(log_.loss[1::2]).all() and torch.isfinite(log_.loss[0::2]).all()
+        assert torch.isnan(log_.inputs[1::2]).all()
+        assert log_.batch_size[1::2].tolist() == [0] * (STEPS // 2)
+        for i in range(1, STEPS, 2):
+            assert log_[i].loss is None and log_[i].inputs is None and log_[i].activations == {}, i
+            assert same(log_[i].grads["0.weight"], hand.grads[i]["0.weight"])
+        for i in range(0, STEPS, 2):
+            assert same(log_[i].inputs, x) and log_[i].loss is not None
+    assert any("no forward of the model in the step" in what for what in report.not_seen)
+
+
+def test_clipping_only_above_a_bound_leaves_no_garbage_in_the_norm():
+    """Clip only when the norm exceeds the bound, as clip_grad_norm_ did before PyTorch 1.9: rows where
+    nothing was clipped hold the recorded gradient's own norm, never uninitialised memory."""
+    x, y = data()
+
+    def loop(m, o, e, hand, s):
+        o.zero_grad()
+        loss = F.cross_entropy(m(x) * (20 if s % 2 == 0 else 1), y)
+        loss.backward()
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in m.parameters()]))
+        hand.saw_norm(norm)
+        if norm > 1.0:
+            for p in m.parameters():
+                p.grad.mul_(1.0 / float(norm))
+        hand.before_step()
+        o.step()
+        hand.after_step()
+    hand, log, _ = run_both(sgd_build(), loop, steps=8)
+    norms, recorded = log.grad_norm, torch.linalg.vector_norm(log.values("param_grad"), dim=1)
+    for i in range(1, 8):
+        expected = hand.norm[i] if float(hand.norm[i]) > 1.0 else recorded[i]
+        assert torch.allclose(norms[i], expected, rtol=1e-5), (i, norms[i], expected)
+
+
+def test_an_optimizer_subclass_calling_super_step_is_one_row_per_step():
+    class Noisy(torch.optim.SGD):
+        def step(self, closure=None):
+            return super().step(closure)
+    torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1).step()   # SGD.step itself is now hooked as well
+    x, y = data()
+    hand, log, report = run_both(sgd_build(opt_fn=lambda ps: Noisy(ps, lr=0.1)),
+                                 lambda m, o, e, h, s: plain_step(m, o, x, y, h))
+    assert log.lr.tolist() == [0.1] * STEPS and report.steps == STEPS
+
+
+def test_an_optimizer_step_that_raised_is_no_row_and_recording_goes_on():
+    x, y = data()
+
+    class Flaky(torch.optim.SGD):
+        calls = 0
+
+        def step(self, closure=None):
+            Flaky.calls += 1
+            if Flaky.calls == 3:
+                raise FloatingPointError("the user's own check")
+            return super().step(closure)
+
+    def loop(m, o, e, hand, s):
+        try:
+            plain_step(m, o, x, y, hand)
+        except FloatingPointError:   # the bare run forgets what it collected for the step that never ran
+            if isinstance(hand, Hand):
+                hand.before.pop(), hand.grads.pop(), hand.lr.pop(), hand.loss.pop(), hand.inputs.pop()
+
+    def build():
+        Flaky.calls = 0
+        return sgd_build(opt_fn=lambda ps: Flaky(ps, lr=0.1))()
+    hand, log, _ = run_both(build, loop, rows=STEPS - 1)
+    assert len(log) == STEPS - 1
+
+
+class InPlaceAfterLayer(nn.Module):
+    """Edits a layer's output after the layer: `h = self.fc1(x); h.mul_(2)`, and a residual `out += identity`
+    on the last layer's output, as a ResNet block adds its shortcut in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(5, 5), nn.ReLU(), nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.fc1(x)
+        h.mul_(2)
+        out = self.fc2(self.act(h))
+        out += x[:, :3]
+        return out
+
+
+def test_a_layer_output_edited_in_place_later_never_ends_the_run():
+    x, y = data()
+    steps = 40   # past the first flush (32 steps), where the old Recorder raised inside optimizer.step()
+    hand, log, report = run_both(sgd_build(InPlaceAfterLayer), lambda m, o, e, h, s: plain_step(m, o, x, y, h),
+                                 steps=steps)
+    assert log[0].activations.get("fc1") is None and log[0].activations.get("fc2") is None   # left absent...
+    assert any("changed in place" in what and "act:fc1 at 1 step" in what for what in report.not_seen)
+    torch.manual_seed(0)
+    model, *_ = sgd_build(InPlaceAfterLayer)()
+    for i in (1, steps - 1):      # ...and from the next step on, each is what the layer produced
+        model.load_state_dict({k: v for k, v in zip(model.state_dict(), log[i].before.values())})
+        with torch.no_grad():
+            assert torch.equal(log[i].activations["fc1"], model.fc1(x))
+            assert torch.equal(log[i].activations["fc2"], model.fc2(model.act(model.fc1(x) * 2)))
+
+
+def forward_of(model, x):
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("when", ["inside", "after"])
+def test_a_copy_of_a_recorded_model_is_a_copy_of_the_bare_model(when):
+    """copy.deepcopy, copy.copy, torch.save/load and AveragedModel of a recorded model behave exactly as the
+    same copies of the bare model: their own weights, no wrapper, no Recorder reachable, recordable again."""
+    import copy
+    import io
+    import pickle
+    x, y = data()
+    copies = {}
+
+    def take(model):
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        buffer.seek(0)
+        copies.update(deep=copy.deepcopy(model), shallow=copy.copy(model), saved=torch.load(buffer, weights_only=False),
+                      averaged=torch.optim.swa_utils.AveragedModel(model))
+
+    def loop(m, o, e, hand, s):
+        plain_step(m, o, x, y, hand)
+        if s == 2 and when == "inside":
+            take(m)
+    torch.manual_seed(0)
+    bare, bare_opt, _ = sgd_build()()
+    for s in range(STEPS):
+        plain_step(bare, bare_opt, x, y, Nobody())
+        if s == 2:
+            bare_copies = {"deep": copy.deepcopy(bare)}
+            expected = forward_of(bare, x)
+    torch.manual_seed(0)
+    model, opt, _ = sgd_build()()
+    with Recorder(model, opt) as rec:
+        for s in range(STEPS):
+            loop(model, opt, {}, Nobody(), s)
+        if when == "after":
+            pass
+    if when == "after":
+        expected = forward_of(model, x)
+        take(model)
+    for name, c in copies.items():
+        net = c.module if name == "averaged" else c
+        if name != "shallow":   # a shallow copy shares the live parameters, for the bare model too
+            assert torch.equal(forward_of(net, x), expected), name
+        for m in net.modules():
+            assert not {"forward", "__reduce_ex__", "_nn_lesson_recorder"} & set(m.__dict__), (name, m)
+        assert b"Recorder" not in pickle.dumps(net)
+    if when == "inside":
+        assert torch.equal(forward_of(copies["deep"], x), forward_of(bare_copies["deep"], x))
+    with Recorder(copies["deep"], torch.optim.SGD(copies["deep"].parameters(), lr=0.1)) as again:
+        F.cross_entropy(copies["deep"](x), y).backward()
+        again.optimizer.step()
+    assert len(again.log) == 1 and len(rec.log) == STEPS
