@@ -373,6 +373,47 @@ def page_rows(record, n_pages: int) -> list[int]:
     return [min(r, last) for r in (rows + [0] * n_pages)[:n_pages]]
 
 
+def page_moment(title: str) -> str:
+    """The moment a page is about, which the tab shows beside it: "start" (01-03, the network before any step:
+    the starting weights, nobody flowing through it yet), "step" (04-09, the page's step and its students),
+    "heldout" (10, the trained network on the held-out students), "end" (11, the trained network)."""
+    number = title[:2]
+    if number in ("01", "02", "03"):
+        return "start"
+    if number == "10":
+        return "heldout"
+    if number == "11":
+        return "end"
+    return "step"
+
+
+def heldout_view(record) -> dict | None:
+    """The held-out students through the weights after the last step, as the step route gives a step's own
+    students: raw and standardised inputs, hidden values, confidences, truth, and whether each answer is right
+    (a NaN confidence is never right). None when the data has no held-out students."""
+    import torch
+    from torch.func import functional_call
+    from nn_lesson.lesson.story.claims import correct
+    table = record.held_out
+    if record.heldout is None or not len(table.names):
+        return None
+    final = record.final()
+    scaled = record.scaler(table.features)
+    seen = {}
+    handle = record.model.hidden_act.register_forward_hook(lambda m, i, o: seen.__setitem__("hidden", o))
+    try:
+        with torch.no_grad():
+            outputs = functional_call(record.model, final, (scaled,))
+    finally:
+        handle.remove()
+    conf = record.confidences(outputs)
+    right = correct(conf, table.labels)
+    return {"names": list(table.names), "raw": _tolist(table.features), "inputs": _tolist(scaled),
+            "hidden": _tolist(seen["hidden"]), "confidences": _tolist(conf),
+            "truth": [record.label(v) for v in table.labels], "right": [bool(v) for v in right],
+            "step": int(record.log.step[-1]) if len(record.log) else None}
+
+
 MOVED_LINES = 3  # the lines of a step drawn highlighted: its largest |after − before| (more where moves tie)
 TIED = 1e-5      # moves this close (relative) are equal: float32 rounding, far below the 4 decimals shown
 
@@ -392,6 +433,8 @@ def _lesson_run(record) -> dict:
         "kind": "lesson", "steps": len(log), "step": log.step.tolist(), "epoch": log.epoch.tolist() if len(log) else [],
         "loss": _tolist(log.loss) if len(log) else [],
         "train_loss": _tolist(record.train.loss_by_step[1:]),
+        # before any step: the loss on all training students under the starting weights (pages 01-03's moment)
+        "train_loss_start": _finite(float(record.train.loss_by_step[0])),
         "heldout_loss": _tolist(record.heldout.loss_by_step[1:]) if record.heldout is not None else None,
         "config": {"lr": c.lr, "seed": c.seed, "loss": c.loss, "activation": c.activation,
                    "batch_size": c.batch_size, "init": c.init, "epochs": c.epochs},
@@ -400,7 +443,7 @@ def _lesson_run(record) -> dict:
         "params": {p.name: list(p.shape) for p in log.params},
         # One scale for every run and for the Images dashboard's diagrams, so that two runs compare.
         "scale": FIXED_SCALE,
-        "pages": [{"title": page.title, "html": markdown_to_safe_html(page.story),
+        "pages": [{"title": page.title, "moment": page_moment(page.title), "html": markdown_to_safe_html(page.story),
                    "deep_html": markdown_to_safe_html(page.deep) if page.deep else "", "row": row,
                    "worked": list(worked_weight(log[row])) if _is_learns_page(page.title) and len(log) else None}
                   for page, row in zip(pages, rows)],
@@ -408,6 +451,7 @@ def _lesson_run(record) -> dict:
         "students": {"names": list(record.names), "features": _tolist(record.training.features),
                      "labels": record.training.labels.tolist(),
                      "heldout_names": list(record.heldout_names) if heldout is not None else []},
+        "heldout": heldout_view(record),
         "stopped": record.stopped,
         "decision_map": True,
     }
