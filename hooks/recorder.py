@@ -90,6 +90,23 @@ class _Forward:
         self.rnn_batch = False                             # the batch size came from a recurrent layer
 
 
+MAX_EARLIER = 3  # forwards awaiting a backward held at once; an older one is counted as never reached
+INPUT_NAMES = ("input_ids", "x", "input", "inputs", "pixel_values", "input_values", "inputs_embeds", "src")
+TARGET_NAMES = ("labels", "label", "targets", "target", "y")
+
+
+def _input_names(model: nn.Module) -> tuple[str, ...]:
+    """Where a keyword-only call's inputs are: the forward's first parameter, then the usual names."""
+    import inspect
+    try:
+        params = [p.name for p in inspect.signature(model.forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    except (TypeError, ValueError):
+        params = []
+    first = params[:1] if params and params[0] not in TARGET_NAMES else []
+    return tuple(first) + tuple(n for n in INPUT_NAMES if n not in first)
+
+
 def _world_rank() -> int:
     dist = torch.distributed
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
@@ -149,6 +166,10 @@ class Recorder:
         self._step = 0                        # optimizer steps taken since recording began
         self._row = 0                         # the row the pending step will be committed to
         self._fwd: _Forward | None = None     # the forward whose gradients the next step will use
+        # Earlier grad-enabled forwards since the gradients were cleared that no backward had reached when the
+        # next began (a discriminator on real data, then on fake): the step keeps the first one backward reached.
+        self._earlier: list[_Forward] = []
+        self._input_names = _input_names(model)
         self._current: _Forward | None = None  # the forward now running, if it is being captured
         self._step_items: list[tuple[str, Any, int | None]] = []
         self._in_step = False
@@ -203,8 +224,9 @@ class Recorder:
         """Remove every hook and wrapper this recorder attached (safe to call twice)."""
         if self._watch is not None:
             self._watch.stop()
-        if self._fwd is not None and self._trained(self._fwd) and self._started:
-            self._skipped[SKIPPED] += 1  # the loop ended after a backward whose step never ran
+        if self._started:  # the loop ended after forwards no step used: a backward whose step never ran, or an
+            for fwd in self._pending():  # evaluation with grad enabled after the last step
+                self._skipped[SKIPPED if self._trained(fwd) else UNTRAINED] += 1
         self._detach_capture()
         for wrap in reversed(self._wraps):
             wrap.restore()
@@ -214,6 +236,7 @@ class Recorder:
         self._handles.clear()
         self._grad_hooks.clear()
         self._fwd = self._current = None  # drop references to the last forward's tensors
+        self._earlier = []
         self._step_items = []
         self.model.__dict__.pop(RECORDER_ATTR, None)
         self._log.flush()
@@ -327,9 +350,13 @@ class Recorder:
                 if self._in_step or not self._grads_cleared():  # in a step: a closure's re-evaluation
                     self._skipped[EXTRA] += 1
                     return None
-                self._skipped[SKIPPED] += 1
-            elif fwd is not None:
-                self._skipped[UNTRAINED] += 1
+                for dropped in self._pending():
+                    self._skipped[SKIPPED if self._trained(dropped) else UNTRAINED] += 1
+            elif fwd is not None:  # not reached by a backward yet: it may be, by one backward after both
+                self._earlier.append(fwd)
+                if len(self._earlier) > MAX_EARLIER:
+                    self._earlier.pop(0)
+                    self._skipped[UNTRAINED] += 1
             self._seen[:] = [None] * len(self._seen)
         elif not self._capturing():
             self._step += 1  # without an optimizer every forward is a step
@@ -338,10 +365,7 @@ class Recorder:
         if not self._capturing():
             return None  # a step the policy does not keep: only whether backward reaches it is watched
         self._current = fwd
-        # The first argument; called with keywords only (model(**batch), as Hugging Face models are), the
-        # first tensor among them (input_ids, pixel_values, ...).
-        x = args[0] if args else next((v for v in kwargs.values() if isinstance(v, (torch.Tensor, PackedSequence))),
-                                      None)
+        x = args[0] if args else self._keyword_input(kwargs)
         batch = batch_of_input(x)
         if batch is None:
             self._unseen("inputs (the model's first argument is not a tensor)" if args else
@@ -352,6 +376,40 @@ class Recorder:
             if not self.policy.stats_only:
                 self._keep_copy(fwd.items, "inputs", x.data if isinstance(x, PackedSequence) else x)
         return fwd
+
+    def _keyword_input(self, kwargs: dict) -> Any:
+        """The inputs of a model called with keywords only (model(**batch), as Hugging Face models are): the
+        forward's first parameter by name, else a usual input name, else the first tensor that is no target
+        (a collator may put `labels` first)."""
+        for name in self._input_names:
+            if isinstance(kwargs.get(name), (torch.Tensor, PackedSequence)):
+                return kwargs[name]
+        tensors = [(k, v) for k, v in kwargs.items() if isinstance(v, (torch.Tensor, PackedSequence))]
+        return next((v for k, v in tensors if k not in TARGET_NAMES), tensors[0][1] if tensors else None)
+
+    def _pending(self) -> list[_Forward]:
+        """The forwards waiting for a step, oldest first; forgets them."""
+        pending = self._earlier + ([self._fwd] if self._fwd is not None else [])
+        self._earlier, self._fwd = [], None
+        return pending
+
+    def _step_forward(self) -> _Forward | None:
+        """The forward this step consumes: the first pending one a backward reached. Later trained ones are
+        extra forwards of the step, ones no backward reached are counted as such. A functional loss seen at
+        the backward belongs to the step: it moves to the kept forward."""
+        latest = self._fwd
+        kept = None
+        for fwd in self._pending():
+            if not self._trained(fwd):
+                self._skipped[UNTRAINED] += 1
+            elif kept is None:
+                kept = fwd
+            else:
+                self._skipped[EXTRA] += 1
+        if kept is not None and latest is not None and kept is not latest and kept.loss is None:
+            kept.loss = latest.loss
+        self._fwd = kept
+        return kept
 
     def _grads_cleared(self) -> bool:
         """A trained forward is pending and another begins: were its gradients cleared since (zero_grad,
@@ -416,7 +474,7 @@ class Recorder:
         def hook(grad: torch.Tensor) -> None:
             """Tensor hook on an output, hook(grad): its gradient, when backward computes it."""
             fwd.trained = True
-            if fwd is self._fwd and not self._in_step and not any(n == key for n, _ in fwd.grads):
+            if (fwd is self._fwd or fwd in self._earlier) and not self._in_step and not any(n == key for n, _ in fwd.grads):
                 fwd.grads.append((key, grad))
         output.register_hook(hook)
 
@@ -505,10 +563,13 @@ class Recorder:
         if closure is None:
             self._read_step(optimizer)
             return None
-        if self._fwd is not None and not self._trained(self._fwd):
-            self._skipped[UNTRAINED] += 1
-        self._fwd = None
-        self._in_step = False  # the closure's forward and backward are this step's
+        pending = self._earlier + ([self._fwd] if self._fwd is not None else [])
+        if not any(self._trained(fwd) for fwd in pending):  # the closure's forward and backward are the step's
+            self._skipped[UNTRAINED] += len(pending)
+            self._earlier, self._fwd = [], None
+        # else a backward ran before the step (Lightning's manual optimization passes a closure that does
+        # nothing): that forward stays the step's unless the closure clears the gradients and starts anew
+        self._in_step = False
         evaluations = [0]
 
         def recorded_closure():
@@ -528,10 +589,7 @@ class Recorder:
 
     def _read_step(self, optimizer: torch.optim.Optimizer, closure_loss: Any = None) -> None:
         """Read what the optimizer is about to use: its lr, the weights, their gradients."""
-        fwd = self._fwd
-        if fwd is not None and not self._trained(fwd):
-            self._skipped[UNTRAINED] += 1
-            fwd = self._fwd = None
+        fwd = self._step_forward()
         if self._watch is not None:
             self._watch.stop()
         seen = list(self._seen)
@@ -613,6 +671,7 @@ class Recorder:
         if self._watch is not None:
             self._watch.stop()
         fwd, self._fwd = self._fwd, None
+        self._earlier = []
         self._seen[:] = [None] * len(self._seen)
         kept = self._capturing()
         if kept:

@@ -1082,3 +1082,79 @@ def test_a_copy_of_a_recorded_model_is_a_copy_of_the_bare_model(when):
         F.cross_entropy(copies["deep"](x), y).backward()
         again.optimizer.step()
     assert len(again.log) == 1 and len(rec.log) == STEPS
+
+
+@pytest.mark.parametrize("order", [("labels", "input_ids", "attention_mask"), ("attention_mask", "labels", "input_ids")])
+def test_a_keyword_batch_in_any_order_records_the_models_first_parameter_as_inputs(order):
+    """default_data_collator puts `labels` first: the inputs are still input_ids, the forward's first parameter."""
+    x, y = data()
+    mask = torch.ones_like(x)
+
+    def loop(model, opt, extras, hand, step):
+        parts = {"input_ids": x[step % 4 * 2:][:2], "attention_mask": mask[:2], "labels": y[step % 4 * 2:][:2]}
+        batch = {k: parts[k] for k in order}
+        opt.zero_grad()
+        hand.saw_inputs(batch["input_ids"])
+        out = model(**batch)
+        hand.saw_loss(out["loss"])
+        out["loss"].backward()
+        hand.before_step()
+        opt.step()
+        hand.after_step()
+    run_both(sgd_build(KeywordModel), loop)
+
+
+def test_two_forwards_reached_by_one_backward_keep_the_first():
+    """A discriminator on real, then on fake data, one loss over both: the row keeps the first forward (the
+    README's rule), the second is counted as an extra forward of the step, and neither is 'never reached'."""
+    from nn_lesson.hooks.recorder import EXTRA, UNTRAINED
+    real, y = data()
+    fake = torch.randn(8, 5, generator=torch.Generator().manual_seed(9))
+
+    def loop(m, o, e, hand, s):
+        o.zero_grad()
+        hand.saw_inputs(real)
+        loss = F.cross_entropy(m(real), y) + F.cross_entropy(m(fake), (y + 1) % 3)
+        hand.saw_loss(loss)
+        loss.backward()
+        hand.before_step()
+        o.step()
+        hand.after_step()
+    _, log, report = run_both(sgd_build(), loop)
+    assert report.skipped == {EXTRA: STEPS} and UNTRAINED not in report.skipped
+    torch.manual_seed(0)
+    model, *_ = sgd_build()()
+    for snap in log:
+        model.load_state_dict(dict(zip(model.state_dict(), snap.before.values())))
+        with torch.no_grad():
+            assert torch.equal(snap.outputs, model(real))
+
+
+def test_a_backward_before_a_step_given_a_closure_that_does_nothing_keeps_its_forward():
+    """Lightning's manual optimization: manual_backward(loss), then opt.step() passes a closure that does
+    nothing. The row holds the forward and loss that ran before the step."""
+    x, y = data()
+
+    def loop(m, o, e, hand, s):
+        o.zero_grad()
+        hand.saw_inputs(x)
+        loss = F.cross_entropy(m(x), y)
+        hand.saw_loss(loss)
+        loss.backward()
+        hand.before_step()
+        o.step(closure=lambda: None)
+        hand.after_step()
+    _, log, report = run_both(sgd_build(), loop)
+    assert not report.skipped and not report.not_seen, report
+
+
+def test_an_evaluation_with_grad_enabled_after_the_last_step_is_counted():
+    from nn_lesson.hooks.recorder import UNTRAINED
+    x, y = data()
+
+    def loop(m, o, e, hand, s):
+        plain_step(m, o, x, y, hand)
+        if s == STEPS - 1:
+            m(x)   # an accuracy check without no_grad, after the last step
+    _, _, report = run_both(sgd_build(), loop)
+    assert report.skipped == {UNTRAINED: 1}
