@@ -192,6 +192,13 @@ def test_lightning_accumulation_clipping_and_bf16(tmp_path):
     callback = fit(module, accumulate_grad_batches=2, gradient_clip_val=0.05, precision="bf16-mixed")
     log = callback.log
     assert len(log) == 2 * 3                       # 5 batches an epoch, a step every 2 (the last one alone)
+    batches = [x for x, _ in data()]
+    firsts = [batches[i] for i in (0, 2, 4)] * 2   # each step's first micro-batch, the README's rule
+    for i in range(len(log)):
+        assert torch.equal(log[i].inputs, firsts[i]), i
+    from nn_lesson.hooks.recorder import EXTRA
+    assert callback.report().skipped.get(EXTRA) == 4   # the second micro-batch of 4 steps, counted
+    assert log.epoch.tolist() == [0, 0, 0, 1, 1, 1]    # 5 batches at 2 a step: 3 steps an epoch, rounded up
     for i in range(len(log)):
         grads = torch.cat([log[i].grads[n].reshape(-1) for n in log.param_names])
         assert float(grads.norm()) <= 0.05 * (1 + 1e-5)              # the clipped gradient is what SGD used
@@ -206,11 +213,35 @@ def test_lightning_manual_optimization_is_recorded(tmp_path):
     callback = fit(module)
     log = callback.log
     assert len(log) == 10
+    report = callback.report()
+    assert report.complete and not report.skipped, report          # the forward and backward were seen
+    batches = [x for x, _ in data()] * 2
+    for i in range(len(log)):
+        assert torch.equal(log[i].inputs, batches[i]) and log[i].loss is not None and "net.conv" in log[i].activations
     for i in range(1, len(log)):
         for name in log.param_names:
             assert torch.equal(log[i].before[name], log[i - 1].after[name])
             assert torch.allclose(log[i].update[name], -LR * log[i].grads[name], atol=1e-7)
     assert no_wrappers_left(module)
+
+
+class LitFailing(LitConvNet):
+    def training_step(self, batch, batch_idx):
+        if self.global_step == 3:
+            raise ValueError("the user's own error at step 3")
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_failing_lightning_fit_leaves_no_hook_and_keeps_the_steps_before():
+    torch.manual_seed(0)
+    module = LitFailing()
+    from nn_lesson.hooks.lightning import RecorderCallback
+    callback = RecorderCallback()
+    trainer = lightning.Trainer(accelerator="cpu", devices=1, callbacks=[callback], logger=False, max_epochs=2,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(ValueError, match="own error"):
+        trainer.fit(module, data())
+    assert no_wrappers_left(module) and len(callback.log) == 3
 
 
 def test_the_bridge_in_lightning_records_the_plain_loops_rows():
