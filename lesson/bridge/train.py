@@ -5,6 +5,7 @@ an MLP, SGD / SGD with momentum / Adam, a held-out split, accuracy per epoch."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -124,10 +125,12 @@ def train_bridge(config: BridgeConfig, on_epoch: Callable[[int, float, float], N
     net = make_mlp([64, config.hidden, 10]).to(device)
     dataset = TensorDataset(x_train, y_train)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    own_group = False
     if distributed:
         import torch.distributed as dist
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            own_group = True
         model: nn.Module = nn.parallel.DistributedDataParallel(net)
         sampler = DistributedSampler(dataset, shuffle=True, seed=config.seed)
         # each process takes batch_size / world of every batch, so a step sees batch_size digits in all
@@ -159,29 +162,44 @@ def train_bridge(config: BridgeConfig, on_epoch: Callable[[int, float, float], N
                          time.perf_counter() - started, rec.report().line(), rec.rank, torch.stack(predictions),
                          probabilities, hidden_start, hidden_layer(net, x_held), tuple(ends), stopped)
 
-    with Recorder(model, optimizer, loss_fn, steps_per_epoch=len(loader), policy=config.capture_policy()) as rec:
-        try:
-            for epoch in range(config.epochs):
-                if sampler is not None:
-                    sampler.set_epoch(epoch)
-                model.train()
-                for xb, yb in loader:          # the loop people write; nothing in it knows about rec
-                    optimizer.zero_grad()
-                    loss = loss_fn(model(xb), yb)
-                    loss.backward()
-                    optimizer.step()
-                evaluate(epoch_end_step(len(loader), epoch))
-                if on_epoch is not None:
-                    on_epoch(epoch, train_acc[-1], held_acc[-1])
-        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: keep what was recorded, as the lesson does
-            steps = rec.report().steps
-            if len(rec.log) == 0 or steps == 0:
+    try:  # every rank leaves the process group it joined, whatever happens
+        with Recorder(model, optimizer, loss_fn, steps_per_epoch=len(loader), policy=config.capture_policy()) as rec:
+            try:
+                for epoch in range(config.epochs):
+                    if sampler is not None:
+                        sampler.set_epoch(epoch)
+                    model.train()
+                    for xb, yb in loader:          # the loop people write; nothing in it knows about rec
+                        optimizer.zero_grad()
+                        loss = loss_fn(model(xb), yb)
+                        loss.backward()
+                        optimizer.step()
+                    evaluate(epoch_end_step(len(loader), epoch))
+                    if on_epoch is not None:
+                        on_epoch(epoch, train_acc[-1], held_acc[-1])
+            except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: keep what was recorded, as the lesson does
+                steps = rec.report().steps
+                if len(rec.log) == 0 or steps == 0:
+                    raise
+                if not ends or ends[-1] != steps - 1:
+                    evaluate(steps - 1)   # the stopped epoch's guesses, after its last step
+                err.run = result(rec, f"interrupted by {err}" if str(err) else "interrupted")
                 raise
-            if not ends or ends[-1] != steps - 1:
-                evaluate(steps - 1)   # the stopped epoch's guesses, after its last step
-            err.run = result(rec, f"interrupted by {err}" if str(err) else "interrupted")
-            raise
-    return result(rec)
+        return result(rec)
+    finally:
+        if own_group:
+            leave_group(completed=sys.exc_info()[0] is None)
+
+
+def leave_group(completed: bool) -> None:
+    """Every rank leaves the process group it joined, together: a rank that exits with gloo's threads still
+    running aborts ("terminate called without an active exception"), and torchrun then kills the others,
+    rank 0 among them while it may be writing the run. After a completed run the ranks meet at a barrier
+    first; after a signal or an error they leave at once (another rank may never reach the barrier)."""
+    import torch.distributed as dist
+    if completed:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def epoch_end_step(steps_per_epoch: int, epoch: int) -> int:
