@@ -68,6 +68,9 @@ UNTRAINED = "grad enabled but backward() never reached its output before the nex
 SKIPPED = "skipped iteration: its gradients were cleared before any optimizer step used them (GradScaler's inf/NaN skip, or the loop did not call step())"
 COMPILED = ("Recorder: cannot record a torch.compile'd model (hooks are compiled away or break the graph); "
             "record the plain module (e.g. Recorder(model._orig_mod, opt)) and call it uncompiled while recording")
+NO_FORWARD = ("Recorder: a {kind} has no forward of its own, so the loop never calls it and no step's forward, "
+              "loss or activations could be recorded; record the module the loop calls (Recorder(model['net'], opt)), "
+              "or put the modules in one nn.Module whose forward calls them")
 FUSED_SCALER = ("Recorder: this optimizer does GradScaler's unscaling and inf/NaN skip inside its own step "
                 "(fused=True), where no hook sees the gradient it uses or whether it stepped; create it with "
                 "fused=False while recording")
@@ -148,6 +151,8 @@ class Recorder:
                  policy: CapturePolicy | None = None):
         if isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's wrapper module
             raise RuntimeError(COMPILED)
+        if type(model).forward is nn.Module.forward:  # ModuleDict, ModuleList: a loop never calls the model itself
+            raise RuntimeError(NO_FORWARD.format(kind=type(model).__name__))
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.steps_per_epoch = steps_per_epoch
         self.policy = policy or CapturePolicy.full()

@@ -496,16 +496,16 @@ def logits_grad(out, y):
     return (out.softmax(1) - F.one_hot(y, 3)) / len(y)
 
 
-@pytest.mark.parametrize("functional", [True, False])
-def test_grad_scaler_with_unscale_and_clipping_records_unscaled_numbers(functional):
+@pytest.mark.parametrize("functional, inplace", [(True, False), (False, False), (True, True)])
+def test_grad_scaler_with_unscale_and_clipping_records_unscaled_numbers(functional, inplace):
     """GradScaler("cpu") with unscale_ and clip_grad_norm_: the gradients the optimizer used (unscaled, clipped),
     the loss and the activation gradients in the units of the unscaled loss, the scale per row, the norm
     clip_grad_norm_ returned."""
     x, y = data()
     loss_fn = None if functional else nn.CrossEntropyLoss()
 
-    def build():
-        model = SCALED_MODEL()
+    def build():  # an in-place ReLU sends activation gradients through Python tensor hooks, not retain_grad
+        model = nn.Sequential(nn.Linear(5, 6), nn.ReLU(inplace=True), nn.Linear(6, 3)) if inplace else SCALED_MODEL()
         return model, torch.optim.SGD(model.parameters(), lr=0.5), {"scaler": torch.amp.GradScaler("cpu"),
                                                                      "loss_fn": loss_fn}
 
@@ -1158,3 +1158,12 @@ def test_an_evaluation_with_grad_enabled_after_the_last_step_is_counted():
             m(x)   # an accuracy check without no_grad, after the last step
     _, _, report = run_both(sgd_build(), loop)
     assert report.skipped == {UNTRAINED: 1}
+
+
+@pytest.mark.parametrize("container", [nn.ModuleDict, nn.ModuleList])
+def test_a_container_without_a_forward_is_refused_in_one_line_instead_of_a_report_that_misleads(container):
+    layers = [nn.Linear(5, 6), nn.Linear(6, 3)]
+    model = container({"a": layers[0], "b": layers[1]}) if container is nn.ModuleDict else container(layers)
+    with pytest.raises(RuntimeError, match=f"Recorder: a {container.__name__} has no forward of its own") as err:
+        Recorder(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert "\n" not in str(err.value) and no_hooks_left(model)
