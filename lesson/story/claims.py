@@ -181,7 +181,7 @@ def dead_units(record: RunRecord) -> Claim:
             deep.append(f"h{j + 1} is 0 for every training student under the starting weights and after every step")
         else:
             died = steps[min(row, len(steps) - 1)]  # row r: the weights after step r - 1, so step r killed it
-            plain.append(f"h{j + 1} has given 0 for every training student since step {died}")
+            plain.append(f"h{j + 1} has given 0 for every training student after step {died}, to the end")
             deep.append(f"h{j + 1} last fired for some training student before step {died}; after step {died} it is "
                         "0 for all of them to the end")
     n = len(record.training)
@@ -206,9 +206,11 @@ def straight_line_off(actual: torch.Tensor, predicted: torch.Tensor) -> torch.Te
     return ~finite | (visible & off)
 
 
-def overshooting_step(record: RunRecord, names: list[str], actual: torch.Tensor, predicted: torch.Tensor) -> Claim:
+def straight_line_fails(record: RunRecord, names: list[str], actual: torch.Tensor, predicted: torch.Tensor) -> Claim:
     """The step was too big for the straight-line picture: for some student the first-order prediction
-    −lr·gᵢ·g and the real change of the loss are more than 2× apart. The two worst are named."""
+    −lr·gᵢ·g and the real change of the loss are more than 2× apart. The two worst are named. This is not
+    overshooting (the loss may well have fallen, only by another amount than the straight line said): that
+    word is kept for a step whose own students' loss went up (`overshot_step`)."""
     off = straight_line_off(actual, predicted)
     a, p = actual.double(), predicted.double()
     gap = ((a.abs() + 1e-300).log() - (p.abs() + 1e-300).log()).abs().nan_to_num(float("inf"))
@@ -217,10 +219,25 @@ def overshooting_step(record: RunRecord, names: list[str], actual: torch.Tensor,
     case = cases.split("; ")[0]
     return Claim(bool(off.any()),
                  f"**The first-order picture fails here** ({cases}): the prediction −lr × (gᵢ · g) and the real change "
-                 f"are more than {STRAIGHT_LINE_OFF:g}× apart, because the loss curves within a step this big. That "
-                 "gap is **overshooting**.",
-                 f"The straight-line guess was more than {STRAIGHT_LINE_OFF:g}× off ({case}): the step was too big "
-                 "for the straight-line picture. That is **overshooting**.")
+                 f"are more than {STRAIGHT_LINE_OFF:g}× apart, because the loss curves within a step this big.",
+                 f"The straight-line guess was more than {STRAIGHT_LINE_OFF:g}× off ({case}): over a step this big "
+                 "the loss is curved, not straight.")
+
+
+def overshot_step(record: RunRecord, k: int, loss_before: torch.Tensor, loss_after: torch.Tensor) -> Claim:
+    """Step k overshot: the loss of the students it learned from went up (their mean loss after the step is
+    above the one before it). The step walked against their gradient and still landed higher: it jumped past
+    the lowest point in its direction. `loss_before`/`loss_after`: every training student's loss around it."""
+    samples = record.log[k].samples.long()
+    before, after = loss_before.double()[samples].mean(), loss_after.double()[samples].mean()
+    holds = bool(torch.isfinite(after)) and bool(torch.isfinite(before)) and float(after) > float(before)
+    whose = ("its student's loss" if len(samples) == 1 else f"the mean loss of its {len(samples)} students")
+    b, a = num(before), num(after)
+    if b == a:   # the rise is below 4 decimals: show it with more
+        b, a = f"{float(before):.8f}", f"{float(after):.8f}"
+    return Claim(holds, f"**This step overshot**: {whose} went up, {b} → {a}, although the step went against its "
+                        "gradient: it jumped past the lowest point in that direction.",
+                 f"**This step overshot**: {whose} went up, {b} → {a}; the step jumped past the lowest point.")
 
 
 OVERFIT_RISE = 1.10  # held-out loss this much above its lowest epoch: a rise, not noise

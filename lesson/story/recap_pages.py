@@ -23,7 +23,7 @@ DECIDES = 0.25      # an input that raises the lean by at least this share of th
 def final_test(record: RunRecord) -> Page:
     if record.heldout is None:
         return Page("10 the final test", "This data has no held-out students, so there is no final test: add rows "
-                                         "with `split` set to `heldout` to keep some students out of training.", "")
+                                         "with the column \"split\" set to \"heldout\" to keep some students out of training.", "")
     conf, labels, raw = record.heldout.confidence_final, record.held_out.labels, record.held_out.features
     ok = correct(conf, labels)
     rows = []
@@ -31,14 +31,16 @@ def final_test(record: RunRecord) -> Page:
         guess = record.label(conf[i].argmax()) if bool(torch.isfinite(conf[i]).all()) else "none (not a number)"
         rows.append([md(name), *[f"{float(v):g}" for v in raw[i]], pct(conf[i, 0]), pct(conf[i, 1]),
                      guess, record.label(labels[i]), "right" if bool(ok[i]) else "wrong"])
+    # the story's table leaves the FAIL confidence to the depth: the guess says which is larger, and nine
+    # columns do not fit beside the network
+    story_rows = [r[:5] + r[6:] for r in rows]
     epochs = record.epochs
     n = len(epochs.epoch)
     shown = sorted({int(i) for i in torch.linspace(0, n - 1, min(n, 10)).round()}) if n else []
     history = [[str(int(epochs.epoch[i]) + 1), num(epochs.train_loss[i]), num(epochs.heldout_loss[i])] for i in shown]
     story = (f"The test: the trained network meets **{len(rows)} held-out students**, kept out of training, so it "
              f"cannot have learned their answers by heart. It got **{int(ok.sum())} of {len(rows)}** right.\n\n"
-             + table(["student", *FEATURE_TITLES, "PASS confidence", "FAIL confidence", "guess", "truth", "right?"],
-                     rows)
+             + table(["student", *FEATURE_TITLES, "PASS confidence", "guess", "truth", "right?"], story_rows)
              + "\n\nHow the loss fell, epoch by epoch:\n\n"
              + table(["epoch", "loss on all training students after the epoch",
                       "loss on the held-out students after the epoch"], history))
@@ -47,7 +49,10 @@ def final_test(record: RunRecord) -> Page:
         story += "\n\n" + over.plain
     full = [[str(int(epochs.epoch[i]) + 1), num(epochs.step_loss_mean[i]), num(epochs.train_loss[i]),
              num(epochs.heldout_loss[i]), pct(epochs.train_accuracy[i]), pct(epochs.heldout_accuracy[i])] for i in shown]
-    deep = ("Three loss figures, each with one name wherever it is shown: the **mean loss of the epoch's steps** "
+    deep = ("The held-out students with both confidences:\n\n"
+            + table(["student", *FEATURE_TITLES, "PASS confidence", "FAIL confidence", "guess", "truth", "right?"],
+                    rows) + "\n\n"
+            "Three loss figures, each with one name wherever it is shown: the **mean loss of the epoch's steps** "
             "(what the terminal prints while training: each step's loss before its own update, averaged), the "
             "**loss on all training students after the epoch** (every training student under the weights at the "
             "epoch's end), and the **loss after this step** (pages 05, 07, 09). The first lags behind the second: "
@@ -88,19 +93,19 @@ def what_it_learned(record: RunRecord) -> Page:
     final = record.final()
     rows, per_change, per_spread = input_effects(record, final)
     shorts = ("more study", "more sleep", "a higher previous score")
-    surprises = [f"{shorts[f]} did **not** raise its lean towards PASS on average ({signed(per_change[f])})"
+    surprises = [f"{shorts[f]} did **not** raise it on average ({signed(per_change[f])})"
                  for f in range(3) if per_change[f] <= 0]
     story = [("**Study, sleep or score?** Each training student is changed in one input (one more hour of study, "
               "of sleep, or 10 more points) and the trained network asked again. Its **lean** towards PASS says how "
-              "much more it believes PASS than FAIL: above 0 it answers PASS.\n\n"
+              "much more it believes PASS than FAIL: above 0 it answers PASS. The last column scales each change to "
+              "a **typical difference** between students in that input (its usual spread).\n\n"
               + table(["change", "lean towards PASS, average change", "per typical difference between students"],
                       [[r[0], r[1], r[4]] for r in rows]))]
     if claims["not_trained"].holds:
         story.append(claims["not_trained"].plain + " So it has no answer to the question yet.")
     else:
-        story.append("The hoped-for pattern appeared: more study, more sleep and a higher previous score each raise "
-                     "its lean towards PASS." if not surprises else
-                     "The hoped-for pattern did not fully appear: " + "; ".join(surprises) + ".")
+        hoped = "We hoped that more study, more sleep and a higher previous score would each raise the lean."
+        story.append(f"{hoped} They did." if not surprises else f"{hoped} Not all did: " + "; ".join(surprises) + ".")
         story.append(conclusion(record, per_spread))
     deep = ["The lean is the **log-odds** of PASS, ln(PASS / FAIL confidence) (for cross-entropy exactly the "
             "PASS score minus the FAIL score): what decides the answer, and unlike a confidence it does not flatten "
