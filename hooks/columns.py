@@ -21,6 +21,9 @@ import bisect
 import torch
 
 CHUNK_ROWS = 256
+# A chunk holds at most this many bytes (at least one row): a ResNet layer's output of a few MiB a row would
+# otherwise allocate 32 rows ahead at once, hundreds of MiB per column before a single step fills them.
+CHUNK_BYTES = 8 << 20
 # The first chunk's rows; later ones double up to CHUNK_ROWS. Every chunk then starts at a multiple of it,
 # and the SnapshotLog stages that many steps per flush, so each flush is one stack into one chunk.
 FIRST_CHUNK_ROWS = 32
@@ -46,7 +49,10 @@ class Column:
         self.row_shape = tuple(row_shape)
         self.dtype = dtype
         self.chunks: list[torch.Tensor] = []
-        self.chunk_rows = chunk_rows
+        row_bytes = dtype.itemsize
+        for n in row_shape:
+            row_bytes *= n
+        self.chunk_rows = max(1, min(chunk_rows, CHUNK_BYTES // max(1, row_bytes)))
         self.name = name
         self.starts: list[int] = []   # first row of each chunk, kept as chunks are added (the hot path reads it)
         self.sizes: list[int] = []    # rows of each chunk
@@ -246,6 +252,22 @@ class Column:
             return self.chunks[0][:n]
         used = self._locate(n - 1)[0] + 1
         return torch.cat(self.chunks[:used])[:n]
+
+    def keep(self, rows: list[int]) -> "Column":
+        """A new column of these rows (ascending) in order, absent ones still absent; gathered row by row into
+        fresh chunks, so the memory needed on top of this column is the new one's."""
+        out = Column(self.row_shape, self.dtype, CHUNK_ROWS, self.name)
+        if not rows:
+            return out
+        self._readable(rows[-1] + 1)
+        for start in range(0, len(rows), FIRST_CHUNK_ROWS):
+            part = rows[start: start + FIRST_CHUNK_ROWS]
+            out.put_rows(list(range(start, start + len(part))), [self.at(r) for r in part], True)
+        for i, r in enumerate(rows):
+            if not self.present(r):
+                last = out.absent[-1] if out.absent else None
+                out.absent[-1:] = [(last[0], i + 1)] if last and last[1] == i else [*out.absent[-1:], (i, i + 1)]
+        return out
 
     @property
     def nbytes(self) -> int:

@@ -41,6 +41,8 @@ changes; reading the log of a Recorder that was never entered.
 
 from __future__ import annotations
 
+import logging
+import weakref
 from collections import Counter
 from typing import Any, Callable
 
@@ -52,7 +54,7 @@ from torch.utils.hooks import RemovableHandle
 
 from nn_lesson.hooks.backward_watch import BackwardWatch
 from nn_lesson.hooks.loss_scale import loss_scale_of_this_step
-from nn_lesson.hooks.policy import CapturePolicy
+from nn_lesson.hooks.policy import CapturePolicy, ordinal
 from nn_lesson.hooks.report import Report
 from nn_lesson.hooks.snapshot_log import SnapshotLog
 from nn_lesson.hooks.stepped_params import SteppedParams
@@ -78,7 +80,8 @@ FUSED_SCALER = ("Recorder: this optimizer does GradScaler's unscaling and inf/Na
 
 class _Forward:
     """One grad-enabled forward of the model that may become its step's row."""
-    __slots__ = ("items", "watch", "outs", "grads", "calls", "trained", "loss", "targets", "batch", "rnn_batch")
+    __slots__ = ("items", "watch", "outs", "grads", "calls", "trained", "loss", "targets", "batch", "rnn_batch",
+                 "__weakref__")
 
     def __init__(self):
         self.items: list[tuple[str, Any, int | None]] = []
@@ -91,6 +94,35 @@ class _Forward:
         self.targets: torch.Tensor | None = None
         self.batch = 1
         self.rnn_batch = False                             # the batch size came from a recurrent layer
+
+
+FULL_ONLY = ("inputs", "targets", "outputs", "samples")  # kept at full steps; no statistics of them
+THIN_AT = 2 / 3  # thinning rebuilds a column beside the old one: at 2/3 of the budget, the peak stays within it
+ROWS_WORTH_WARNING = 10_000  # an explicit policy whose budget holds fewer kept steps is told where it runs out
+
+
+def default_memory_budget() -> int:
+    """A quarter of the memory available now (Linux's MemAvailable; else of the physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 4
+    except OSError:
+        pass
+    import os
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 MAX_EARLIER = 3  # forwards awaiting a backward held at once; an older one is counted as never reached
@@ -148,7 +180,10 @@ def batch_of_input(x: Any) -> int | None:
 class Recorder:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                  loss_fn: Callable[..., torch.Tensor] | None = None, *, steps_per_epoch: int | None = None,
-                 policy: CapturePolicy | None = None):
+                 policy: CapturePolicy | None = None, memory_budget: int | None = None):
+        """policy: what to keep (default: every number of every step while it fits the memory budget, then
+        statistics of every step and every number of every k-th step, k doubling as needed). memory_budget:
+        bytes the log may hold (default: a quarter of the memory available when the Recorder is made)."""
         if isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's wrapper module
             raise RuntimeError(COMPILED)
         if type(model).forward is nn.Module.forward:  # ModuleDict, ModuleList: a loop never calls the model itself
@@ -156,6 +191,11 @@ class Recorder:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.steps_per_epoch = steps_per_epoch
         self.policy = policy or CapturePolicy.full()
+        self.adaptive = policy is None            # the default: switches to fit memory_budget
+        self.memory_budget = default_memory_budget() if memory_budget is None else int(memory_budget)
+        self._every = self.policy.every           # full rows every k-th step; the default doubles it to fit
+        self._held = 0                            # bytes of the full rows kept so far (the log's tensors)
+        self._notes: list[str] = []               # what the Recorder decided on its own, said once each
         self.rank = _world_rank()
         self.distributed = isinstance(model, nn.parallel.DistributedDataParallel)
         self._params = SteppedParams(model, loss_fn, optimizer)
@@ -163,6 +203,12 @@ class Recorder:
         self._log = SnapshotLog(list(self._params.slots), [name for name, _ in self._layers_of],
                                 self.policy.bins if self.policy.stats_only else 0)
         self._layers = set(self._log.layers)
+        # Statistics of every step beside full rows every k-th step (CapturePolicy.stats_and_every, or the
+        # default policy once every number of every step no longer fits its budget).
+        self._stats: SnapshotLog | None = None
+        self._stats_row = 0
+        if self.policy.stats_every_step:
+            self._start_stats()
         self._handles: list[RemovableHandle] = []
         self._grad_hooks: list[RemovableHandle] = []
         self._wraps: list[ForwardWrap] = []
@@ -205,6 +251,17 @@ class Recorder:
                                "`with Recorder(model, opt) as rec:` around the loop (or rec.start() ... rec.close())")
         return self._log
 
+    @property
+    def stats_log(self) -> SnapshotLog | None:
+        """Statistics of every step (rows: steps, with a `step` column) when the policy keeps them beside full
+        rows, else None."""
+        if self._stats is not None:
+            self._stats.flush()
+        return self._stats
+
+    def _start_stats(self) -> None:
+        self._stats = SnapshotLog(list(self._log.params), list(self._log.layers), self.policy.bins)
+
     def start(self) -> "Recorder":
         """Attach the hooks (what `with` does); pair with close()."""
         return self.__enter__()
@@ -245,6 +302,8 @@ class Recorder:
         self._step_items = []
         self.model.__dict__.pop(RECORDER_ATTR, None)
         self._log.flush()
+        if self._stats is not None:
+            self._stats.flush()
 
     def _attach(self) -> None:
         self._wraps.append(ForwardWrap(self.model, self._on_model_output, self._on_model_input))
@@ -313,9 +372,10 @@ class Recorder:
             not_seen.append("values changed in place after the Recorder saw them, left absent in those rows ("
                             + ", ".join(f"{name} at {n} step{'s' * (n > 1)}" for name, n in changed.items())
                             + "); from the first such step on, layer outputs are copied when produced")
-        return Report(self._step, self._log.steps, self.policy.every,
+        return Report(self._step, self._log.steps, self._every,
                       dict(self._calls), tuple(n for n, _ in self._layers_of if n not in self._calls),
-                      dict(self._skipped), tuple(not_seen))
+                      dict(self._skipped), tuple(not_seen), tuple(self._notes),
+                      self._stats.steps if self._stats is not None else 0)
 
     def _unseen(self, what: str) -> None:
         self._not_seen.setdefault(what)
@@ -335,7 +395,12 @@ class Recorder:
         items.append((name, value.detach().clone(), None))
 
     def _capturing(self) -> bool:
-        return self._step % self.policy.every == 0
+        """Is this step read at all (statistics or full)?"""
+        return self._stats is not None or self._step % self._every == 0
+
+    def _full_step(self) -> bool:
+        """Does this step keep every number (inputs, outputs, targets too)?"""
+        return not self.policy.stats_only and self._step % self._every == 0
 
     def _on_model_input(self, args: tuple, kwargs: dict) -> _Forward | None:
         """Before each forward of the model: is this the step's forward? Returns it if it is captured."""
@@ -378,7 +443,7 @@ class Recorder:
         else:
             fwd.batch = batch
             fwd.rnn_batch = isinstance(x, PackedSequence)
-            if not self.policy.stats_only:
+            if self._full_step():
                 self._keep_copy(fwd.items, "inputs", x.data if isinstance(x, PackedSequence) else x)
         return fwd
 
@@ -462,6 +527,8 @@ class Recorder:
                 if full not in self._layers:
                     self._layers.add(full)
                     self._log.layers.append(full)
+                    if self._stats is not None:
+                        self._stats.layers.append(full)
                 self._keep(fwd.items, f"act:{full}", value)
                 if value.requires_grad:
                     self._watch_grad(fwd, f"act_grad:{full}", value)
@@ -476,8 +543,16 @@ class Recorder:
             fwd.watch.append((key, output))
             return
 
+        # A weak reference: the hook lives on the autograd graph, which the forward's outputs (fwd.outs) keep
+        # alive; a strong one would close a cycle through C++ that Python's collector cannot see, and every
+        # forward of a model with in-place layers would be kept for good (+140 MiB a step on a small ResNet).
+        ref = weakref.ref(fwd)
+
         def hook(grad: torch.Tensor) -> None:
             """Tensor hook on an output, hook(grad): its gradient, when backward computes it."""
+            fwd = ref()
+            if fwd is None:
+                return
             fwd.trained = True
             if (fwd is self._fwd or fwd in self._earlier) and not self._in_step and not any(n == key for n, _ in fwd.grads):
                 fwd.grads.append((key, grad))
@@ -498,7 +573,7 @@ class Recorder:
         if pending is None or (fwd is not None and fwd is not pending):
             return
         for suffix, value in tensors_in(output):
-            if fwd is not None and not self.policy.stats_only:
+            if fwd is not None and self._full_step():
                 self._keep(fwd.items, "outputs" + suffix, value)
             if value.requires_grad:
                 if not value.retains_grad:
@@ -562,6 +637,8 @@ class Recorder:
         self._in_step = True
         if self._params.refresh():
             self._log.add_params(self._params.slots[len(self._log.params):])
+            if self._stats is not None:
+                self._stats.add_params(self._params.slots[len(self._stats.params):])
             if self._capture:
                 self._hook_grads()
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)  # args[0] is the optimizer
@@ -609,7 +686,7 @@ class Recorder:
             loss = fwd.loss
             if loss is None and isinstance(closure_loss, torch.Tensor) and closure_loss.dim() == 0:
                 loss = closure_loss.detach()
-            if fwd.targets is not None and not self.policy.stats_only:
+            if fwd.targets is not None and self._full_step():
                 self._keep_copy(items, "targets", fwd.targets)
             if loss is not None:
                 if scale is not None and self._watch is not None:
@@ -685,8 +762,8 @@ class Recorder:
             self._commit(fwd)
         self._step_items = []
         self._step += 1
-        every = self.policy.every
-        if every > 1:  # capture wrappers only around the steps the policy keeps
+        every = self._every
+        if every > 1 and self._stats is None:  # capture wrappers only around the steps the policy keeps
             if self._step % every == 0:
                 self._attach_capture()
             elif kept:
@@ -695,7 +772,7 @@ class Recorder:
     def _log_row(self, name: str) -> torch.Tensor | None:
         """Where this step's flat parameter row can be copied straight into the log, if anywhere. Only for
         rows large enough that saving a copy outweighs finding the row (~3 µs of Python)."""
-        if self._params.width < DIRECT_ROW_NUMBERS:
+        if self._params.width < DIRECT_ROW_NUMBERS or self._stats is not None:
             return None
         return self._log.row_for(name, self._row, self._params.width, self._params.tensors[0].dtype)
 
@@ -717,8 +794,64 @@ class Recorder:
         if self._samples is not None:
             items.append(("samples", self._samples, None))
             self._samples = None
-        self._log.stage_step(self._row, items)
-        self._row += 1
+        if self._stats is not None:
+            self._stats.stage_step(self._stats_row, [item for item in items if item[0] not in FULL_ONLY])
+            self._stats_row += 1
+        if self._full_step() or self.policy.stats_only:
+            self._log.stage_step(self._row, items)
+            self._row += 1
+            if not self.policy.stats_only:
+                self._mind_budget(items)
+
+    def _mind_budget(self, items: list) -> None:
+        """After each full row: the bytes the log holds against the budget. The default policy keeps the log
+        within it (statistics of every step from then on, full rows twice as far apart each time it fills);
+        an explicit policy is told once, at its first row, at which step the budget runs out."""
+        row = sum(v.numel() * v.element_size() for _, v, _ in items if isinstance(v, torch.Tensor))
+        if self._params.width >= DIRECT_ROW_NUMBERS and self._stats is None:  # written straight into the log
+            row += 3 * self._params.width * self._params.tensors[0].element_size()
+        self._held = self._log.held_bytes  # what its columns have allocated, and what is staged for them
+        if self._row == 1 and not self.adaptive:
+            rows_fit = self.memory_budget // max(1, row)
+            if rows_fit < ROWS_WORTH_WARNING:
+                self._say(f"Recorder: each kept step holds {_size(row)}; at {self.policy.describe()} the memory "
+                          f"budget of {_size(self.memory_budget)} is full at step {rows_fit * self._every} — pass "
+                          f"policy=CapturePolicy.stats_and_every({max(2, self._every * 2)}) or larger k, or "
+                          "CapturePolicy.stats(), or a larger memory_budget=")
+        if self.adaptive and self._held > self.memory_budget * THIN_AT:
+            self._thin(row)
+
+    def _thin(self, row: int) -> None:
+        """Keep every number of every (2k)-th step only, and statistics of every step from now on."""
+        first = self._stats is None
+        self._every *= 2
+        if first:  # the steps kept so far in full give their statistics before most of them are let go
+            self._start_stats()
+            self._backfill_stats()
+        steps = self._log.step.tolist()
+        keep = [i for i, s in enumerate(steps) if s % self._every == 0]
+        self._log.keep_rows(keep)
+        self._row = len(keep)
+        self._held = self._log.held_bytes
+        if first:
+            self._say(f"Recorder: every number of every step does not fit the memory budget of "
+                      f"{_size(self.memory_budget)} ({_size(row)} a step); from step {self._step} on it keeps "
+                      f"statistics of every step (rec.stats_log, from step 0) and every number of every "
+                      f"{ordinal(self._every)} step (rec.log), k doubling whenever the budget fills")
+
+    def _backfill_stats(self) -> None:
+        """Statistics rows for the steps the full log holds (every step so far), from the log's own values."""
+        log, stats = self._log, self._stats
+        columns = {name: c for name, c in log.columns.items() if name not in FULL_ONLY and not name.startswith("shape:")}
+        for r in range(log.steps):
+            stats.stage_step(r, [(name, c.at(r), None) for name, c in columns.items() if c.present(r)])
+        stats.flush()  # no view into the full log's columns outlives this
+        self._stats_row = log.steps
+
+    def _say(self, line: str) -> None:
+        self._notes.append(line)
+        if self.rank == 0:
+            logging.getLogger("nn_lesson").warning(line)
 
     def _without_changed(self, items: list) -> list:
         """A value changed in place after it was captured (`h = self.fc1(x); h.mul_(2)`, `out += identity`)

@@ -18,10 +18,14 @@ class Report:
     never_ran: tuple[str, ...] = ()              # leaf modules no recorded forward called
     skipped: dict[str, int] = field(default_factory=dict)   # reason a forward was not recorded -> how many
     not_seen: tuple[str, ...] = ()               # what the hooks could not see
+    notes: tuple[str, ...] = ()                  # what the Recorder decided on its own (the memory budget)
+    stats_rows: int = 0                          # rows of statistics of every step (rec.stats_log), if kept
 
     @property
     def complete(self) -> bool:
         """Every step the policy keeps was recorded and nothing was left unseen."""
+        if self.stats_rows:
+            return self.stats_rows == self.steps and not self.not_seen
         return self.recorded == -(-self.steps // self.every) and not self.not_seen
 
     def line(self) -> str:
@@ -36,6 +40,9 @@ class Report:
         if self.never_ran:
             parts.append(f"never ran: {', '.join(self.never_ran)}")
         parts.append("not seen: " + ("; ".join(self.not_seen) if self.not_seen else "nothing"))
+        if self.stats_rows:
+            parts.insert(1, f"statistics of {self.stats_rows} steps")
+        parts += self.notes
         return "recorder: " + "; ".join(parts)
 
     def __str__(self) -> str:
@@ -49,4 +56,7 @@ class Report:
         lines += [f"  {n} × {why}" for why, n in self.skipped.items()] or ["  none"]
         lines.append("could not be seen:")
         lines += [f"  {what}" for what in self.not_seen] or ["  nothing"]
+        if self.stats_rows:
+            lines.append(f"statistics of every step: {self.stats_rows} rows (rec.stats_log)")
+        lines += self.notes
         return "\n".join(lines)

@@ -139,6 +139,22 @@ class SnapshotLog:
             return None
         return column.row(row)
 
+    def keep_rows(self, rows: list[int]) -> None:
+        """Keep only these rows (ascending), in order; the others' memory is freed. Columns are rebuilt one at a
+        time, so the memory needed on top of the log is one column's kept rows."""
+        self.flush()
+        for name in list(self._columns):
+            self._columns[name] = self._columns[name].keep(rows)
+        self.steps = len(rows)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes this log holds now without flushing: its columns' chunks (allocated rows included) and the
+        tensors staged for them."""
+        staged = sum(v.numel() * v.element_size() for _, items in self._staged for _, v, _ in items
+                     if isinstance(v, torch.Tensor))
+        return staged + sum(c.nbytes for c in self._columns.values())
+
     def flush(self) -> None:
         if not self._staged:
             return

@@ -1,3 +1,4 @@
+import contextlib
 import pytest
 import torch
 from torch import nn
@@ -250,3 +251,89 @@ def test_a_flush_with_gaps_holds_only_absent_values_where_no_step_wrote(tmp_path
     column.row(4).fill_(9.0)
     assert column.absent_ranges(7) == [(0, 3), (6, 7)] and not column.present(6) and column.present(4)
     assert torch.equal(column.values(7)[3:6], torch.tensor([1.0, 9.0, 2.0]))
+
+
+def test_a_model_with_in_place_layers_keeps_no_forward_alive_after_its_step():
+    """In-place layers send activation gradients through Python tensor hooks, which live on the autograd graph
+    that the forward's outputs keep alive: a hook holding its forward strongly made a cycle through C++ that
+    Python's collector never frees, and every step's activations stayed in memory (+140 MiB a step on a small
+    ResNet under the statistics policy)."""
+    import gc
+    from nn_lesson.hooks import CapturePolicy
+    from nn_lesson.hooks.recorder import _Forward
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(inplace=True), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    for policy in (CapturePolicy.full(), CapturePolicy.stats()):
+        with Recorder(model, opt, policy=policy):
+            for _ in range(20):
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+            gc.collect()
+            alive = sum(isinstance(o, _Forward) for o in gc.get_objects())
+        assert alive <= 1, f"{alive} forwards kept alive after 20 steps under {policy}"
+
+
+def _steps(rec_args, steps=40, seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 5))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(32, 20), torch.randint(0, 5, (32,))
+    grads = []
+    with Recorder(model, opt, **rec_args) if rec_args is not None else contextlib.nullcontext() as rec:
+        for _ in range(steps):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+            opt.step()
+    return rec, grads, model
+
+
+def test_the_default_policy_switches_to_fit_its_memory_budget_and_says_so(monkeypatch, caplog):
+    """A step that outgrows the budget (chunks of one row, as a ResNet layer's output gets): statistics of every
+    step from step 0, every number of every k-th step, the log within the budget, one line at the switch."""
+    from nn_lesson.hooks import columns
+    from nn_lesson.hooks.statistics import row_stats
+    monkeypatch.setattr(columns, "CHUNK_BYTES", 1)       # every chunk one row: held bytes follow the rows kept
+    budget = 600_000                                     # about 10 steps of this model
+    with caplog.at_level("WARNING", logger="nn_lesson"):
+        rec, grads, model = _steps({"memory_budget": budget}, steps=200)
+    _, _, bare = _steps(None, steps=200)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), bare.state_dict().values()))
+    switch = [r.getMessage() for r in caplog.records if "does not fit the memory budget" in r.getMessage()]
+    assert len(switch) == 1 and "\n" not in switch[0] and switch[0] in rec.report().notes
+    log, stats = rec.log, rec.stats_log
+    every = rec.report().every
+    assert every > 1 and log.step.tolist() == list(range(0, 200, every)) and log.nbytes <= budget
+    assert stats.step.tolist() == list(range(200)) and rec.report().complete
+    for row, step in enumerate(log.step.tolist()):                # full rows: exactly what the optimizer used
+        assert torch.equal(log[row].grads["0.weight"], grads[step]["0.weight"])
+    for step in (0, 5, 199):                                      # statistics of every step, the early ones too
+        expected = row_stats(grads[step]["0.weight"][None], stats.stat_bins)[0]
+        assert torch.allclose(stats.values("stats:0.weight:grad")[step], expected, rtol=1e-5)
+
+
+def test_an_explicit_policy_that_cannot_fit_is_told_at_its_first_step(caplog):
+    from nn_lesson.hooks import CapturePolicy
+    with caplog.at_level("WARNING", logger="nn_lesson"):
+        rec, _, _ = _steps({"policy": CapturePolicy.every_k(2), "memory_budget": 500_000}, steps=6)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "is full at step" in line and "CapturePolicy.stats_and_every(" in line and len(rec.log) == 3
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nn_lesson"):
+        _steps({"policy": CapturePolicy.every_k(2)}, steps=6)   # the default budget holds it: nothing said
+    assert not caplog.records
+
+
+def test_statistics_every_step_and_every_number_every_kth():
+    from nn_lesson.hooks import CapturePolicy
+    from nn_lesson.hooks.statistics import row_stats
+    rec, grads, _ = _steps({"policy": CapturePolicy.stats_and_every(4)}, steps=10)
+    assert rec.log.step.tolist() == [0, 4, 8] and rec.stats_log.step.tolist() == list(range(10))
+    assert rec.log.has("inputs") and not rec.stats_log.has("inputs") and rec.report().complete
+    for row, step in enumerate((0, 4, 8)):
+        assert torch.equal(rec.log[row].grads["2.weight"], grads[step]["2.weight"])
+    for step in range(10):
+        expected = row_stats(grads[step]["2.weight"][None], rec.stats_log.stat_bins)[0]
+        assert torch.allclose(rec.stats_log.values("stats:2.weight:grad")[step], expected, rtol=1e-5)
