@@ -180,7 +180,6 @@ def test_the_story_page_sits_beside_the_network_at_1280x720(page, server, tmp_pa
         assert box["y"] + 200 <= 720 and box["x"] + box["width"] <= 1280, (panel, box)
     assert frame.locator("#under-the-hood").count() == 1          # the depth, collapsed under the page
     assert not frame.locator("#under-the-hood").get_attribute("open")
-    page.screenshot(path=str(screenshot_path(tmp_path, "lesson-tab-story.png")))
 
 
 def test_the_highlighted_lines_are_the_largest_moves(page, server, records):
@@ -261,7 +260,9 @@ def post_json(url: str, body: dict, headers: dict) -> tuple[int, dict]:
 
 
 def test_new_run_from_the_tab_appears_in_the_run_list_and_hparams(page, server, classroom, tmp_path):
-    frame = open_tab(page, server)
+    """Trained from story mode, page 05: the new run opens in story mode on the same page."""
+    frame = open_tab(page, server, "run=first-lesson&mode=story&page=5")
+    frame.locator("#page-title").filter(has_text="05").wait_for(timeout=WAIT)
     frame.locator("#new-run").click()
     frame.locator("#nr-lr").fill("2")
     frame.locator("#nr-epochs").fill("3")
@@ -273,7 +274,9 @@ def test_new_run_from_the_tab_appears_in_the_run_list_and_hparams(page, server, 
     record = RunRecord.load(classroom / name / "snapshots.npz")
     assert record.config.lr == 2 and record.config.activation == "tanh" and len(record.log) == 3 * 6
     assert name in frame.locator("#run").inner_text() and frame.locator("#run").input_value() == name
-    wait_step(frame, 0)
+    frame.locator("#page-title").filter(has_text="05").wait_for(timeout=WAIT)
+    assert frame.locator("#mode-story").get_attribute("class") == "on"
+    frame.locator('#network-svg[data-step="0"]').wait_for(timeout=WAIT)
     page.screenshot(path=str(screenshot_path(tmp_path, "lesson-tab-new-run.png")))
     # Wait for the event itself: TensorBoard's own run list has the new run (it reloads the logdir every 2 s)...
     wait_until(lambda: name in get_json(server + "data/runs"), f"TensorBoard lists {name}")
@@ -335,3 +338,217 @@ def test_images_open_on_the_network_diagram(page, server):
     first = page.get_by_text("0 the network/1 at this step").first
     first.wait_for(timeout=WAIT)
     assert first.bounding_box()["y"] < 250                          # the first card a learner meets
+
+
+# ---- round 2: the README's class order at 1280×720, measured from bounding boxes ----
+LAYOUT_JS = """(body, onScreen) => {
+    const problems = [];
+    const W = window.innerWidth, H = window.innerHeight;
+    const shown = (n) => { const b = n.getBoundingClientRect(); return b.width > 0 && b.height > 0; };
+    const box = (n) => n.getBoundingClientRect();
+    const name = (n) => (n.id ? '#' + n.id : n.tagName.toLowerCase() + (n.getAttribute('class') ? '.' + n.getAttribute('class') : ''))
+        + ' "' + (n.textContent || '').trim().slice(0, 30) + '"';
+    const panels = [...document.querySelectorAll('.panel')].filter(shown);
+    for (const id of onScreen) {
+        const p = document.getElementById(id);
+        if (!p || !shown(p)) { problems.push('not shown: ' + id); continue; }
+        const b = box(p);
+        if (b.left < -1 || b.right > W + 1 || b.top < -1 || b.bottom > H + 1) problems.push(`off screen: ${id} ${JSON.stringify(b)}`);
+    }
+    for (const p of panels) {
+        const pb = box(p);
+        if (pb.left < -1 || pb.right > W + 1) problems.push('panel wider than the window: ' + p.id);
+        if (p.scrollWidth > p.clientWidth + 1) problems.push(`scrolls sideways: ${p.id} ${p.scrollWidth} > ${p.clientWidth}`);
+        const scrolls = p.scrollHeight > p.clientHeight + 1 && getComputedStyle(p).overflowY !== 'visible';
+        for (const n of p.querySelectorAll('*')) {
+            if (!shown(n) || n.closest('title')) continue;
+            const closed = n.closest('details:not([open])');
+            if (closed && !n.closest('summary')) continue;      // the depth, collapsed: not drawn
+            const b = box(n);
+            if (b.left < pb.left - 1 || b.right > pb.right + 1) problems.push(`outside its panel (x): ${name(n)} in ${p.id}`);
+            if (!scrolls && (b.top < pb.top - 1 || b.bottom > pb.bottom + 1)) problems.push(`outside its panel (y): ${name(n)} in ${p.id}`);
+        }
+    }
+    panels.forEach((a, i) => panels.slice(i + 1).forEach((b) => {
+        const x = box(a), y = box(b);
+        if (x.left < y.right - 1 && y.left < x.right - 1 && x.top < y.bottom - 1 && y.top < x.bottom - 1) problems.push(`panels overlap: ${a.id} ${b.id}`);
+    }));
+    for (const s of document.querySelectorAll('svg')) {
+        if (!shown(s)) continue;
+        const sb = box(s);
+        const texts = [...s.querySelectorAll('text')].filter((t) => shown(t) && t.textContent.trim());
+        for (const t of texts) {
+            const b = box(t);
+            if (b.left < sb.left - 1 || b.right > sb.right + 1 || b.top < sb.top - 1 || b.bottom > sb.bottom + 1) problems.push('text cut by its drawing: ' + name(t));
+        }
+        texts.forEach((a, i) => texts.slice(i + 1).forEach((c) => {
+            const x = box(a), y = box(c);
+            const w = Math.min(x.right, y.right) - Math.max(x.left, y.left), h = Math.min(x.bottom, y.bottom) - Math.max(x.top, y.top);
+            if (w > 1 && h > 1) problems.push(`text overlaps text: ${name(a)} / ${name(c)}`);
+        }));
+    }
+    return problems; }"""
+
+
+def layout_problems(frame, on_screen: tuple[str, ...]) -> list[str]:
+    return frame.locator("body").evaluate(LAYOUT_JS, list(on_screen))
+
+
+STORY_PANELS = ("network-panel", "curve-panel", "page-panel")
+FREE_PANELS = ("network-panel", "curve-panel", "students-panel", "decision")
+
+
+def wait_page(frame, number: int):
+    frame.locator("#page-title").filter(has_text=re.compile(rf"^{number:02d} ")).wait_for(timeout=WAIT)
+    frame.locator("#story-where").filter(has_text=f"page {number} of").wait_for(timeout=WAIT)
+
+
+def test_the_class_order_fits_1280x720_with_nothing_cut_or_overlapping(page, server, records, tmp_path):
+    """The README's order: story 01-11 (PageDown, as a presenter's clicker sends), every step with forward and
+    change and play, vs in both modes. At each: every panel on screen, nothing outside its panel, no text on
+    another, no text cut by its drawing, both networks in the window with vs."""
+    record = records["first-lesson"]
+    frame = open_tab(page, server, "run=first-lesson&mode=story&page=1")
+    for number in range(1, 12):
+        wait_page(frame, number)
+        svg = frame.locator("#network-svg")
+        moment = {1: "start", 2: "start", 3: "start", 10: "heldout", 11: "end"}.get(number, "step")
+        frame.locator(f'#network-svg[data-moment="{moment}"]').wait_for(timeout=WAIT)
+        frame.locator("#page-panel table, #page-panel p").first.wait_for(timeout=WAIT)
+        assert layout_problems(frame, STORY_PANELS) == [], number
+        if moment == "start":        # before training: the starting weights, nobody flowing, the loss at the start
+            assert svg.locator(".node-value").count() == 0
+            assert float(frame.locator("#loss").get_attribute("data-value")) == pytest.approx(
+                float(record.train.loss_by_step[0]), rel=1e-6)
+            assert frame.locator("#curve-marker").get_attribute("data-value") == frame.locator("#loss").get_attribute("data-value")
+            assert "before training" in frame.locator("#line").inner_text()
+        if moment == "heldout":      # the final test: a held-out student through the trained weights
+            conf = record.heldout.confidence_final[0]
+            values = svg.locator(".node-value").evaluate_all("(ns) => ns.map((n) => n.textContent)")
+            assert f"{100 * float(conf[0]):.1f} %" in values, values
+            assert record.heldout_names[0] in frame.locator("#network-title").inner_text()
+            assert not any(n in frame.locator("#line").inner_text() for n in record.names)
+        if number == 4:
+            assert frame.locator("#view-forward").get_attribute("class") == "on"
+        if number == 5:
+            assert frame.locator("#view-change").get_attribute("class") == "on"
+            assert frame.locator("#worked-label").count() == 1
+            page.screenshot(path=str(screenshot_path(tmp_path, "lesson-tab-story.png")))
+        if number < 11:
+            page.keyboard.press("PageDown")
+    frame.locator("#mode-free").click()
+    for view in ("forward", "change", "after"):
+        frame.locator(f"#view-{view}").click()
+        frame.locator(f"#view-{view}.on").wait_for(timeout=WAIT)
+        frame.locator("#decision-svg").wait_for(timeout=WAIT)
+        assert layout_problems(frame, FREE_PANELS) == [], view
+    frame.locator("#play").click()
+    frame.locator("#step-number").filter(has_text=re.compile(r"^([3-9]|\d\d+)$")).wait_for(timeout=WAIT)
+    frame.locator("#play").click()
+    frame.locator("#play").filter(has_text="play").wait_for(timeout=WAIT)
+    assert layout_problems(frame, FREE_PANELS) == [], "after play"
+    frame.locator("#compare").select_option("lr5")
+    for mode, where in (("free", None), ("story", 5), ("story", 10)):
+        if mode == "story":
+            frame.locator("#mode-story").click()
+            for _ in range(where - 1):
+                page.keyboard.press("PageDown")
+            wait_page(frame, where)
+        frame.locator("#network-compare svg").wait_for(timeout=WAIT)
+        panels = ("network-panel", "curve-panel", "page-panel" if mode == "story" else "students-panel")
+        assert layout_problems(frame, panels) == [], (mode, where)
+        for net in ("#network-svg", "#network-compare svg"):
+            b = frame.locator(net).bounding_box()
+            assert b["y"] >= 0 and b["y"] + b["height"] <= 720 and b["x"] + b["width"] <= 1280, (mode, where, net, b)
+        assert "lr5" in frame.locator("#network-compare .net-title").inner_text()
+        if where == 10:
+            page.screenshot(path=str(screenshot_path(tmp_path, "lesson-tab-vs.png")))
+
+
+def test_a_reload_opens_the_same_view(page, server):
+    """The address holds what the user chose: page 05 reopens on its own view (change) after a reload; a view
+    picked with its button reopens as picked; the next page opens on its own view again."""
+    frame = open_tab(page, server, "run=first-lesson&mode=story&page=5")
+    wait_page(frame, 5)
+    frame.locator("#view-change.on").wait_for(timeout=WAIT)
+    page.wait_for_url(re.compile(r"page=5"), timeout=WAIT)
+    assert "view=" not in page.url and "step=" not in page.url
+    address = page.url
+    page.goto("about:blank")
+    page.goto(address)
+    frame = page.frame_locator("iframe")
+    wait_page(frame, 5)
+    frame.locator("#view-change.on").wait_for(timeout=WAIT)
+    frame.locator("#view-after").click()
+    page.wait_for_url(re.compile(r"view=after"), timeout=WAIT)
+    page.reload()
+    frame = page.frame_locator("iframe")
+    wait_page(frame, 5)
+    frame.locator("#view-after.on").wait_for(timeout=WAIT)
+    page.keyboard.press("ArrowRight")
+    wait_page(frame, 6)
+    frame.locator("#view-forward.on").wait_for(timeout=WAIT)           # page 06's own view
+    page.wait_for_url(re.compile(r"page=6"), timeout=WAIT)
+    assert "view=" not in page.url
+
+
+def test_keys_move_the_step_on_load_and_past_a_focused_menu(page, server):
+    """No click first: → moves the step. With the run menu focused, → and PageDown still move the step and the
+    run stays; PageUp goes back; space plays and pauses."""
+    frame = open_tab(page, server, "run=first-lesson&step=0&mode=free")
+    wait_step(frame, 0)
+    page.keyboard.press("ArrowRight")
+    wait_step(frame, 1)
+    frame.locator("#run").select_option("lr5")
+    frame.locator("#run").focus()
+    wait_step(frame, 1)
+    frame.locator("#loss").filter(has_text=re.compile(r"\d")).wait_for(timeout=WAIT)
+    page.keyboard.press("ArrowRight")
+    wait_step(frame, 2)
+    page.keyboard.press("PageDown")
+    wait_step(frame, 3)
+    page.keyboard.press("PageUp")
+    wait_step(frame, 2)
+    page.keyboard.press("ArrowLeft")
+    wait_step(frame, 1)
+    assert frame.locator("#run").input_value() == "lr5"
+    page.keyboard.press(" ")
+    frame.locator("#play").filter(has_text="pause").wait_for(timeout=WAIT)
+    page.keyboard.press(" ")
+    frame.locator("#play").filter(has_text="play").wait_for(timeout=WAIT)
+
+
+def test_two_view_switches_in_one_instant_leave_the_map_of_the_last(page, server):
+    frame = open_tab(page, server, "run=first-lesson&step=5&mode=free")
+    wait_step(frame, 5)
+    frame.locator("#decision h3").filter(has_text="after step 5").wait_for(timeout=WAIT)
+    with page.expect_response(lambda r: "decision_map" in r.url and "before=1" in r.url, timeout=WAIT), \
+            page.expect_response(lambda r: "decision_map" in r.url and "before=0" in r.url, timeout=WAIT):
+        frame.locator("body").evaluate(
+            "() => { document.getElementById('view-before').click(); document.getElementById('view-after').click(); }")
+    frame.locator("#decision h3").filter(has_text="after step 5").wait_for(timeout=WAIT)
+    # both answers are in and drawn (two frames later); the map is still the one of the last switch
+    frame.locator("body").evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    assert "after step 5" in frame.locator("#decision h3").inner_text()
+    assert frame.locator("#view-after").get_attribute("class") == "on"
+
+
+@pytest.mark.parametrize("where", ["run=first-lesson&mode=story&page=5", "run=first-lesson&step=7&mode=free"])
+def test_a_phone_gets_one_column_and_no_sideways_scroll(browser, server, where, tmp_path):
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        frame = open_tab(page, server, where)
+        frame.locator("#network-svg").wait_for(timeout=WAIT)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        inner = frame.locator("body").evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        assert inner[0] <= inner[1], inner
+        boxes = [frame.locator(f"#{p}").bounding_box() for p in ("network-panel", "curve-panel", "page-panel")]
+        assert len({round(b["x"]) for b in boxes}) == 1                        # one column
+        sizes = frame.locator("#network-svg").evaluate(
+            "(s) => [...s.querySelectorAll('text')].map((t) => parseFloat(t.getAttribute('font-size')) * t.getScreenCTM().a)")
+        assert min(sizes) >= 11.9, sizes       # the network's numbers at 12 px on a phone (9 px before)
+        assert [p for p in layout_problems(frame, ()) if "text" in p or "sideways" in p] == []
+        page.screenshot(path=str(tmp_path / "phone.png"))
+    finally:
+        context.close()

@@ -64,7 +64,7 @@ const STYLE = `
   #message { color: #b45309; }
   #grid { display: grid; grid-template-columns: minmax(0, 1.2fr) minmax(0, 1fr); gap: 10px; }
   #left, #right { min-width: 0; display: flex; flex-direction: column; gap: 6px; }
-  .panel { border: 1px solid #cbd5e1; border-radius: 6px; padding: 4px 8px; position: relative; min-width: 0; }
+  .panel { border: 1px solid #cbd5e1; border-radius: 6px; padding: 4px 8px; position: relative; min-width: 0; box-sizing: border-box; }
   .panel h3 { margin: 0 0 2px; font-size: 16px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
   #networks { display: flex; gap: 8px; }
   #networks > div { flex: 1; min-width: 0; }
@@ -884,9 +884,9 @@ async function drawDecisionMap(row) {
   const map = answer.map;
   const grid = map.pass_confidence;
   if (!Array.isArray(grid) || !Array.isArray(grid[0])) return;
-  const size = 300, left = 72, top = 8, bottom = 50;
+  const size = 300, left = 72, top = 16, bottom = 50;   // room above for the top label
   const rows = grid.length, cols = grid[0].length;
-  const root = svg('svg', {viewBox: `0 0 ${left + size + 10} ${top + size + bottom}`, id: 'decision-svg'});
+  const root = svg('svg', {viewBox: `0 0 ${left + size + 26} ${top + size + bottom}`, id: 'decision-svg'});
   grid.forEach((line, i) => line.forEach((p, j) => {
     const v = Math.round(255 * (p ?? 0.5));  // blue: PASS, red: FAIL
     root.append(svg('rect', {x: left + j * size / cols, y: top + (rows - 1 - i) * size / rows, width: size / cols + 0.5,
@@ -899,7 +899,8 @@ async function drawDecisionMap(row) {
     root.append(svg('text', {x: px(v), y: top + size + 21, 'text-anchor': 'middle', 'font-size': 19}, `${v} h`));
   }
   for (let v = Math.ceil(c0 / 20) * 20; v <= c1; v += 20) {
-    root.append(svg('text', {x: left - 6, y: py(v) + 6, 'text-anchor': 'end', 'font-size': 19}, `${v} %`));
+    // the lowest label sits above its tick, clear of the hours below the corner
+    root.append(svg('text', {x: left - 6, y: py(v) + (py(v) > top + size - 12 ? -4 : 6), 'text-anchor': 'end', 'font-size': 19}, `${v} %`));
   }
   root.append(svg('text', {x: left + size / 2, y: top + size + 45, 'text-anchor': 'middle', 'font-size': 19}, 'hours studied →'));
   const taken = [];  // boxes already used by dots and names: each name goes where it covers neither
@@ -915,7 +916,7 @@ async function drawDecisionMap(row) {
       root.append(svg('path', {d: `M${cx - 10},${cy - 10}L${cx + 10},${cy + 10}M${cx - 10},${cy + 10}L${cx + 10},${cy - 10}`,
         stroke: 'black', 'stroke-width': 3, class: 'wrong'}));
     }
-    const [x, y, anchor] = placeName(map.names[k], cx, cy, taken, [0, 0, left + size + 10, top + size + 26]);
+    const [x, y, anchor] = placeName(map.names[k], cx, cy, taken, [0, 0, left + size + 26, top + size + 26]);
     root.append(svg('text', {x, y, 'text-anchor': anchor, 'font-size': 19, fill: 'white', stroke: '#0f172a', 'stroke-width': 3,
       'paint-order': 'stroke', class: 'student-name'}, map.names[k]));
   });
