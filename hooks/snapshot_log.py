@@ -156,26 +156,29 @@ class SnapshotLog:
         return staged + sum(c.nbytes for c in self._columns.values())
 
     def flush(self) -> None:
+        """Move the staged steps into their columns. The staged list is let go only when every column has its
+        rows: a flush cut short (Ctrl-C arrives between two columns) is done again whole by the next one,
+        writing the same rows with the same values, so no committed row is left with some fields absent."""
         if not self._staged:
             return
-        staged, self._staged = self._staged, []
+        staged = self._staged
         names = [item[0] for item in staged[0][1]]
         rows = [row for row, _ in staged]
         if all([item[0] for item in items] == names for _, items in staged):
             # The usual case, every step with the same fields in the same order: transpose, no per-item dicts.
             for name, column in zip(names, zip(*(items for _, items in staged))):
                 self._put(name, rows, column)
-            self._put_updates()
-            return
-        by_name: dict[str, tuple[list[int], list]] = {}
-        for row, items in staged:
-            for item in items:
-                rows_, values = by_name.setdefault(item[0], ([], []))
-                rows_.append(row)
-                values.append(item)
-        for name, (rows_, values) in by_name.items():
-            self._put(name, rows_, values)
+        else:
+            by_name: dict[str, tuple[list[int], list]] = {}
+            for row, items in staged:
+                for item in items:
+                    rows_, values = by_name.setdefault(item[0], ([], []))
+                    rows_.append(row)
+                    values.append(item)
+            for name, (rows_, values) in by_name.items():
+                self._put(name, rows_, values)
         self._put_updates()
+        self._staged = []
 
     def _put_updates(self) -> None:
         before, after = self._stats_before, self._stats_after

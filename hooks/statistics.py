@@ -13,6 +13,11 @@ from __future__ import annotations
 import torch
 
 STAT_NAMES = ("mean", "std", "norm", "min", "max")
+# Mean, std and norm are exact: a sum and a dot product, the two fastest passes torch has (~0.6 ns a number
+# here). Min, max and the histogram of a longer row come from an even sample of about this many of its numbers:
+# exact, they cost 10x that (amin/amax ~3 ns, a histogram ~7 ns a number), which on a small ResNet's 32
+# million activations and gradients a step is longer than the step itself. The counts are scaled to the row's.
+SAMPLE = 4096
 
 
 class WorkBuffers:
@@ -31,15 +36,35 @@ class WorkBuffers:
         return buf[:n].view(shape)
 
 
+def sample_stride(n: int) -> int:
+    """1 for rows of at most SAMPLE numbers; else the first prime at least n / SAMPLE, so that the sample does
+    not fall on one column of a power-of-two layout (a stride of 16 over 8x8 feature maps would)."""
+    k = -(-n // SAMPLE)
+    if k <= 1:
+        return 1
+    while any(k % d == 0 for d in range(2, int(k ** 0.5) + 1)):
+        k += 1
+    return k
+
+
 def row_stats(values: torch.Tensor, bins: int, work: WorkBuffers | None = None) -> torch.Tensor:
-    """values: (steps, ...). Returns (steps, 5 + bins) in values' float dtype: population std; the
-    histogram has `bins` even buckets from each row's min to its max (torch.histc's convention).
-    Non-finite entries (batch padding) are left out; a row with none left is all NaN. `work`: buffers
-    for the temporaries (fresh ones without it)."""
+    """values: (steps, ...). Returns (steps, 5 + bins) in values' float dtype: mean, population std and norm
+    of every number; min, max and a histogram of `bins` even buckets from min to max (torch.histc's
+    convention) of the row's numbers, or for rows longer than SAMPLE of an even sample of them (every
+    sample_stride-th), the counts scaled to the row's length. Non-finite entries (batch padding) are left
+    out; a row with none left is all NaN. `work`: buffers for the temporaries (fresh ones without it)."""
     work = work or WorkBuffers()
     x = values.reshape(values.shape[0], -1)
     if not x.dtype.is_floating_point:
         x = x.to(torch.float32)
+    stride = sample_stride(x.shape[1])
+    if stride > 1:
+        exact = _moments(x)
+        if exact is not None:
+            shape = row_stats(x[:, ::stride], bins, work)
+            mean, std, norm = exact
+            counts = shape[:, len(STAT_NAMES):] * (x.shape[1] / shape[:, len(STAT_NAMES):].sum(1, keepdim=True))
+            return torch.cat([torch.stack([mean, std, norm], 1), shape[:, 3:len(STAT_NAMES)], counts], 1)
     rows, bins_ = x.shape[0], bins
     total = x.sum(1)
     squares = torch.linalg.vecdot(x, x)  # one pass: sum of squares
@@ -71,3 +96,13 @@ def row_stats(values: torch.Tensor, bins: int, work: WorkBuffers | None = None) 
     out = torch.cat([torch.stack([mean, std, squares.sqrt(), lo, hi], 1), hist.view(-1, bins_).to(x.dtype)], 1)
     out[count == 0] = float("nan")
     return out
+
+
+def _moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(mean, std, norm) of each row of x in two passes, or None when a row holds a non-finite number."""
+    total, squares = x.sum(1), torch.linalg.vecdot(x, x)
+    if not (bool(torch.isfinite(total).all()) and bool(torch.isfinite(squares).all())):
+        return None
+    n = x.shape[1]
+    mean = total / n
+    return mean, (squares / n - mean * mean).clamp_min(0).sqrt(), squares.sqrt()

@@ -337,3 +337,64 @@ def test_statistics_every_step_and_every_number_every_kth():
     for step in range(10):
         expected = row_stats(grads[step]["2.weight"][None], rec.stats_log.stat_bins)[0]
         assert torch.allclose(rec.stats_log.values("stats:2.weight:grad")[step], expected, rtol=1e-5)
+
+
+def test_a_flush_cut_short_by_ctrl_c_leaves_every_committed_row_whole(monkeypatch):
+    """Ctrl-C can arrive between two columns of a flush (found by the stress run: a stopped lesson wrote a run
+    whose last rows had weights absent, and drawing them failed). The next flush writes the rows again whole."""
+    from nn_lesson.hooks.columns import Column
+    put_rows, calls = Column.put_rows, [0]
+
+    def interrupted(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return put_rows(self, *args, **kwargs)
+    monkeypatch.setattr(Column, "put_rows", interrupted)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(5, 3), torch.randint(0, 2, (5,))
+    with pytest.raises(KeyboardInterrupt):
+        with Recorder(model, opt) as rec:
+            for _ in range(40):           # the first flush, at 32 steps, is cut short inside optimizer.step()
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+    log = rec.log
+    assert len(log) == 32
+    for name, column in log.columns.items():
+        assert column.absent_ranges(len(log)) == [], name
+
+
+def test_the_diagram_draws_a_non_finite_weight_as_the_thinnest_line():
+    from nn_lesson.lesson.board.diagram import draw_network
+    weights = {"hidden.weight": torch.full((4, 3), float("nan")), "output.weight": torch.full((2, 4), float("inf"))}
+    image = draw_network(weights, torch.zeros(3), torch.zeros(4), torch.tensor([0.5, 0.5]), "a diverged step")
+    assert image.size[0] >= 800
+
+
+def test_statistics_of_a_long_row_exact_moments_and_an_even_sample_for_its_shape():
+    """Mean, std and norm of every number (checked in float64); min, max and the histogram from an even sample
+    that does not fall on one column of a power-of-two layout; counts scaled to the row's length."""
+    from nn_lesson.hooks.statistics import SAMPLE, row_stats, sample_stride
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 32, 16, 8, 8, generator=g)
+    x[1, ..., 0] = 100.0                    # one column of every 8x8 map: a stride of 16 would see none or all
+    stats = row_stats(x, 16)
+    flat = x.reshape(2, -1).double()
+    assert torch.allclose(stats[:, 0].double(), flat.mean(1), rtol=1e-5, atol=1e-7)
+    assert torch.allclose(stats[:, 1].double(), flat.std(1, correction=0), rtol=1e-5)
+    assert torch.allclose(stats[:, 2].double(), flat.norm(dim=1), rtol=1e-5)
+    stride = sample_stride(flat.shape[1])
+    assert stride > 1 and flat.shape[1] / stride <= SAMPLE
+    sample = x.reshape(2, -1)[:, ::stride]
+    for r in range(2):
+        assert float(stats[r, 3]) == float(sample[r].min()) and float(stats[r, 4]) == float(sample[r].max())
+        counts = torch.histc(sample[r], 16, float(sample[r].min()), float(sample[r].max()))
+        assert torch.allclose(stats[r, 5:], counts * flat.shape[1] / sample.shape[1], rtol=1e-5)
+    share_of_100 = float(stats[1, -1]) / flat.shape[1]
+    assert abs(share_of_100 - 1 / 8) < 0.02           # the column of 100s is 1/8 of the numbers, and so of the sample
+    small = torch.randn(3, 1000, generator=g)          # rows of at most SAMPLE numbers: every statistic exact
+    exact = row_stats(small, 8)
+    assert torch.equal(exact[:, 3], small.amin(1)) and torch.equal(exact[:, 4], small.amax(1))
+    assert torch.equal(exact[0, 5:], torch.histc(small[0], 8, float(small[0].min()), float(small[0].max())))

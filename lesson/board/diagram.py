@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import threading
 
 import torch
@@ -73,6 +74,8 @@ def draw_network(weights: dict[str, torch.Tensor], inputs: torch.Tensor, hidden:
         for target in range(len(w)):
             for source in range(len(w[0])):
                 value = w[target][source]
+                if not math.isfinite(value):  # a diverged (or cut-short) step: the thinnest line, never a crash
+                    value = 0.0
                 width = max(1, round(MAX_LINE * min(abs(value) / scale, 1.0)))
                 d.line([(COLUMNS[col] + RADIUS, ys[col][source]), (COLUMNS[col + 1] - RADIUS, ys[col + 1][target])],
                        fill=POSITIVE if value >= 0 else NEGATIVE, width=width)
