@@ -289,3 +289,21 @@ def test_new_run_into_an_unwritable_logdir_is_one_json_error(tmp_path):
     app = application.TensorBoardWSGI([LessonPlugin(base_plugin.TBContext(logdir=str(not_a_folder)))])
     status, body = post(werkzeug_test.Client(app, wrappers.Response), '{"epochs": 1}', TAB)
     assert status == 400 and "logdir" in body["error"] and "\n" not in body["error"]
+
+
+def test_each_page_names_its_moment_and_the_held_out_students_come_from_the_record(client, record):
+    """Pages 01-03 are about the start (the loss before any step is served), 04-09 their step, 10 the held-out
+    students through the trained weights (their confidences equal the record's final held-out evaluation,
+    whether each answer is right from the truth), 11 the end."""
+    status, run = get(client, "run", run="first-lesson")
+    assert status == 200
+    assert [p["moment"] for p in run["pages"]] == ["start"] * 3 + ["step"] * 6 + ["heldout", "end"]
+    assert run["train_loss_start"] == pytest.approx(float(record.train.loss_by_step[0]), rel=1e-6)
+    held = run["heldout"]
+    assert held["names"] == list(record.heldout_names)
+    conf = record.heldout.confidence_final
+    assert sum(held["confidences"], []) == pytest.approx(conf.flatten().tolist(), abs=1e-6)
+    truth = record.held_out.labels
+    assert held["right"] == [bool(int(c.argmax()) == int(t)) for c, t in zip(conf, truth)]
+    assert sum(held["raw"], []) == pytest.approx(record.held_out.features.flatten().tolist())
+    assert held["step"] == int(record.log.step[-1])
