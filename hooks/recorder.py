@@ -57,6 +57,7 @@ from nn_lesson.hooks.loss_scale import loss_scale_of_this_step
 from nn_lesson.hooks.policy import CapturePolicy, ordinal
 from nn_lesson.hooks.report import Report
 from nn_lesson.hooks.snapshot_log import SnapshotLog
+from nn_lesson.hooks.statistics import WorkBuffers, row_stats
 from nn_lesson.hooks.stepped_params import SteppedParams
 from nn_lesson.hooks.wrapping import RECORDER_ATTR, ForwardWrap
 
@@ -81,7 +82,7 @@ FUSED_SCALER = ("Recorder: this optimizer does GradScaler's unscaling and inf/Na
 class _Forward:
     """One grad-enabled forward of the model that may become its step's row."""
     __slots__ = ("items", "watch", "outs", "grads", "calls", "trained", "loss", "targets", "batch", "rnn_batch",
-                 "__weakref__")
+                 "checks", "__weakref__")
 
     def __init__(self):
         self.items: list[tuple[str, Any, int | None]] = []
@@ -94,6 +95,7 @@ class _Forward:
         self.targets: torch.Tensor | None = None
         self.batch = 1
         self.rnn_batch = False                             # the batch size came from a recurrent layer
+        self.checks: list[tuple[str, torch.Tensor, int]] = []  # outputs reduced when seen: (name, output, version)
 
 
 FULL_ONLY = ("inputs", "targets", "outputs", "samples")  # kept at full steps; no statistics of them
@@ -125,6 +127,7 @@ def _size(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+STATS_NOW = 1 << 16  # numbers: a tensor this large is reduced when seen; smaller ones in batches at the flush
 MAX_EARLIER = 3  # forwards awaiting a backward held at once; an older one is counted as never reached
 INPUT_NAMES = ("input_ids", "x", "input", "inputs", "pixel_values", "input_values", "inputs_embeds", "src")
 TARGET_NAMES = ("labels", "label", "targets", "target", "y")
@@ -207,6 +210,8 @@ class Recorder:
         # default policy once every number of every step no longer fits its budget).
         self._stats: SnapshotLog | None = None
         self._stats_row = 0
+        self._reduce_now = False                  # this step keeps statistics only: large tensors reduced when seen
+        self._work = WorkBuffers()                # their temporaries, reused
         if self.policy.stats_every_step:
             self._start_stats()
         self._handles: list[RemovableHandle] = []
@@ -382,11 +387,27 @@ class Recorder:
 
     # ---- the forward ----
     def _keep(self, items: list, name: str, value: torch.Tensor) -> None:
+        if self._reduce_now and value.numel() >= STATS_NOW and value.dim() > 0:
+            self._keep_stats(items, name, value)
+            return
         if self._copy_now:
             v = value.detach().clone()
         else:
             v = value.detach() if value.requires_grad else value
         items.append((name, v, v._version))
+
+    def _keep_act(self, fwd: _Forward, name: str, output: torch.Tensor) -> None:
+        """A layer's output. One reduced to statistics now is watched for an in-place edit after the layer, which
+        would make its retained gradient the edited tensor's (checked at the commit, see _without_changed)."""
+        self._keep(fwd.items, name, output)
+        if self._reduce_now and not self._copy_now and output.numel() >= STATS_NOW:
+            fwd.checks.append((name, output, output._version))
+
+    def _keep_stats(self, items: list, name: str, value: torch.Tensor) -> None:
+        """A large tensor of a statistics-only step: its statistics row now, as the layer produced it, instead of
+        a reference (or a copy) staged until the flush and stacked there: no copy, no stack, two passes."""
+        values = value.detach().reshape(1, -1)
+        items.append((f"stats:{name}", row_stats(values, self.policy.bins, self._work)[0], None))
 
     def _keep_copy(self, items: list, name: str, value: torch.Tensor) -> None:
         """The loop's own tensors (inputs, targets) are copied when seen: a loop may refill one buffer in
@@ -397,6 +418,10 @@ class Recorder:
     def _capturing(self) -> bool:
         """Is this step read at all (statistics or full)?"""
         return self._stats is not None or self._step % self._every == 0
+
+    def _stats_step(self) -> bool:
+        """Does this step keep statistics only (the statistics policy, or a step between full rows)?"""
+        return self.policy.stats_only or (self._stats is not None and self._step % self._every != 0)
 
     def _full_step(self) -> bool:
         """Does this step keep every number (inputs, outputs, targets too)?"""
@@ -432,6 +457,7 @@ class Recorder:
             self._step += 1  # without an optimizer every forward is a step
             return None
         fwd = self._fwd = _Forward()
+        self._reduce_now = self._stats_step()
         if not self._capturing():
             return None  # a step the policy does not keep: only whether backward reaches it is watched
         self._current = fwd
@@ -509,7 +535,7 @@ class Recorder:
             calls = fwd.calls
             if name not in calls and isinstance(output, torch.Tensor):  # the usual case: names made once
                 calls[name] = 1
-                self._keep(fwd.items, act_name, output)
+                self._keep_act(fwd, act_name, output)
                 if output.requires_grad:
                     self._watch_grad(fwd, grad_name, output)
                 return
@@ -529,7 +555,7 @@ class Recorder:
                     self._log.layers.append(full)
                     if self._stats is not None:
                         self._stats.layers.append(full)
-                self._keep(fwd.items, f"act:{full}", value)
+                self._keep_act(fwd, f"act:{full}", value)
                 if value.requires_grad:
                     self._watch_grad(fwd, f"act_grad:{full}", value)
         return seen
@@ -672,6 +698,7 @@ class Recorder:
     def _read_step(self, optimizer: torch.optim.Optimizer, closure_loss: Any = None) -> None:
         """Read what the optimizer is about to use: its lr, the weights, their gradients."""
         fwd = self._step_forward()
+        self._reduce_now = self._stats_step()
         if self._watch is not None:
             self._watch.stop()
         seen = list(self._seen)
@@ -694,7 +721,11 @@ class Recorder:
                 self._keep(items, "loss", loss)  # 0-d: kept as a value under every policy
             for name, output in fwd.watch:
                 grad = output.grad
-                if grad is not None:
+                if grad is None:
+                    continue
+                if self._reduce_now and grad.numel() >= STATS_NOW:
+                    self._keep_stats(items, name, grad / scale if scale is not None else grad)
+                else:
                     items.append((name, grad / scale, None) if scale is not None else (name, grad, grad._version))
             for name, grad in fwd.grads:
                 self._keep(items, name, grad / scale if scale is not None else grad)
@@ -788,6 +819,8 @@ class Recorder:
         if [v._version for _, v, version in items if version is not None] != [
                 version for _, _, version in items if version is not None]:
             items = self._without_changed(items)
+        if fwd is not None and fwd.checks and any(t._version != v for _, t, v in fwd.checks):
+            items = self._without_edited_grads(items, [n for n, t, v in fwd.checks if t._version != v])
         epoch = self._step // self.steps_per_epoch if self.steps_per_epoch else 0
         items += [("step", self._step, None), ("epoch", epoch, None),
                   ("batch_size", fwd.batch if fwd is not None else 0, None)]
@@ -852,6 +885,18 @@ class Recorder:
         self._notes.append(line)
         if self.rank == 0:
             logging.getLogger("nn_lesson").warning(line)
+
+    def _without_edited_grads(self, items: list, edited: list[str]) -> list:
+        """Outputs reduced when seen and edited in place after their layer: their statistics are right (taken as
+        produced), their retained gradients are the edited tensor's. Those are left out of this row and
+        reported, and from now on gradients come from hooks on the outputs as produced."""
+        drop = set()
+        for name in edited:
+            grad = "act_grad:" + name[len("act:"):]
+            drop |= {grad, "stats:" + grad}
+            self._changed[grad] += 1
+        self._copy_now = True
+        return [item for item in items if item[0] not in drop]
 
     def _without_changed(self, items: list) -> list:
         """A value changed in place after it was captured (`h = self.fc1(x); h.mul_(2)`, `out += identity`)

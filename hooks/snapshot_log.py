@@ -212,7 +212,8 @@ class SnapshotLog:
                 if not rows:
                     return
                 first = values[0]
-        if self.stat_bins and first.dim() > 0:  # statistics policy; 0-d values (the loss) are kept as they are
+        if self.stat_bins and first.dim() > 0 and not name.startswith("stats:"):
+            # statistics policy; 0-d values (the loss) and rows the Recorder already reduced are kept as they are
             self._put_stats(name, rows, values)
             return
         column = self.column(name, first)

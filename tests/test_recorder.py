@@ -398,3 +398,42 @@ def test_statistics_of_a_long_row_exact_moments_and_an_even_sample_for_its_shape
     exact = row_stats(small, 8)
     assert torch.equal(exact[:, 3], small.amin(1)) and torch.equal(exact[:, 4], small.amax(1))
     assert torch.equal(exact[0, 5:], torch.histc(small[0], 8, float(small[0].min()), float(small[0].max())))
+
+
+@pytest.mark.parametrize("policy", ["stats", "stats_and_every"])
+def test_large_tensors_reduced_when_seen_equal_the_statistics_of_the_full_values(policy):
+    """Outputs of 131,072 numbers get their statistics row when the layer produces them (no copy staged), the
+    small ones at the flush; both equal row_stats of what a full capture of the same run kept, also where the
+    output is edited in place after the layer."""
+    from nn_lesson.hooks import CapturePolicy
+    from nn_lesson.hooks.statistics import row_stats
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(3, 16, 3, padding=1), nn.Linear(16, 4)
+
+        def forward(self, x):
+            h = self.conv(x)
+            h.mul_(0.5)                      # after the layer: statistics are of the output as produced
+            return self.head(h.mean((2, 3)))
+
+    def run(p):
+        torch.manual_seed(0)
+        model = Net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 4, (8,))
+        with Recorder(model, opt, policy=p) as rec:
+            for _ in range(5):
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+        return rec
+    full = run(CapturePolicy.full())
+    rec = run(CapturePolicy.stats() if policy == "stats" else CapturePolicy.stats_and_every(4))
+    stats = rec.log if policy == "stats" else rec.stats_log
+    for name in ("act:conv", "act_grad:conv", "act:head"):
+        for step in range(1, 5):   # step 0: the in-place edit is found there and its full row left absent
+            expected = row_stats(full.log.values(name)[step][None], stats.stat_bins)[0]
+            assert torch.allclose(stats.values(f"stats:{name}")[step], expected, rtol=1e-5, atol=1e-6), (name, step)
+    assert full.log.values("act:conv")[1].numel() >= 1 << 16
