@@ -121,4 +121,5 @@ class RecorderCallback(Callback):
         if self.run_dir is not None and trainer.is_global_zero:
             from nn_lesson.lesson.board.your_model import write_tensorboard
             hparams = self.hparams if self.hparams is not None else dict(getattr(pl_module, "hparams", {}) or {})
-            self.written = write_tensorboard(self._recorder.log, self.run_dir, hparams=hparams or None)
+            self.written = write_tensorboard(self._recorder.log, self.run_dir, hparams=hparams or None,
+                                             stats=self._recorder.stats_log)

@@ -84,6 +84,32 @@ def test_your_conv_net_reaches_tensorboard_named_by_its_modules(recorded, tmp_pa
         write_tensorboard(recorded, tmp_path / "runs" / ".hidden")
 
 
+def test_statistics_of_every_step_beside_full_rows_reach_tensorboard(tmp_path):
+    """CapturePolicy.stats_and_every(3): the loss and health scalars at every step from rec.stats_log, the
+    histograms at the full rows' steps, statistics.npz beside snapshots.npz, read back by TensorBoard's reader."""
+    from nn_lesson.hooks import CapturePolicy
+    torch.manual_seed(0)
+    model, loader = ConvNet(), data()
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    with Recorder(model, opt, policy=CapturePolicy.stats_and_every(3)) as rec:
+        for _ in range(2):
+            for x, y in loader:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+    folder = write_tensorboard(rec.log, tmp_path / "runs" / "both", stats=rec.stats_log)
+    assert SnapshotLog.load(folder / "statistics.npz").step.tolist() == list(range(10))
+    mux = event_multiplexer.EventMultiplexer(size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
+    mux.AddRunsFromDirectory(str(tmp_path / "runs"))
+    mux.Reload()
+    acc = mux.GetAccumulator("both")
+    loss = acc.Scalars("1 loss/this step's batch")
+    assert [e.step for e in loss] == list(range(10))                        # every step, once
+    assert [e.value for e in loss] == pytest.approx(rec.stats_log.loss.tolist())
+    assert [e.step for e in acc.Histograms("weights/conv.weight")] == [0, 3, 6, 9]
+    assert len(acc.Scalars("6 health/update-to-weight ratio conv.weight")) == 10
+
+
 def test_a_statistics_log_is_written_too(tmp_path):
     from nn_lesson.hooks import CapturePolicy
     torch.manual_seed(0)

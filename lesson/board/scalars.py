@@ -89,12 +89,14 @@ def write_scalars(events: EventWriter, log: SnapshotLog, lesson_names: bool = Tr
                   epoch_scalars: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
                   images: Callable[[int], dict[str, bytes]] | None = None,
                   image_steps: int = MAX_DENSE_STEPS,
-                  texts: Callable[[int], dict[str, str]] | None = None) -> None:
+                  texts: Callable[[int], dict[str, str]] | None = None, with_scalars: bool = True) -> None:
     """Write per-step scalars and histograms from the log plus `row_scalars` (tag -> one value per row),
     with images(row) and texts(row) (tag -> markdown) where given, at up to `image_steps` evenly spaced
     steps (every step when there are fewer), one event per step; then `epoch_scalars`
     (tag -> (epochs, values))."""
     scalars, histograms = per_step_tags(log, lesson_names)
+    if not with_scalars:  # another log gives the scalars (every step); this one its histograms
+        scalars = {}
     scalars.update(row_scalars or {})
     steps = log.step.tolist()
     dense, pictured = sampled_rows(len(steps)), sampled_rows(len(steps), image_steps)
