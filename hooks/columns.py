@@ -90,8 +90,8 @@ class Column:
                     self.row(r).fill_(v)
         elif consecutive and (whole if whole is not None else
                               [t.shape for t in values].count(self.row_shape) == n):
-            if values[0].dtype != self.dtype:
-                self._put(start, torch.stack(values))
+            if values[0].dtype != self.dtype or not values[0].is_cpu:  # another dtype, or on a GPU: one stack
+                self._put(start, torch.stack(values))               # there, one copy into host memory
                 return
             done = 0
             while done < n:  # one copy into place per chunk the rows fall in (usually one)

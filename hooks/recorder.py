@@ -803,8 +803,8 @@ class Recorder:
     def _log_row(self, name: str) -> torch.Tensor | None:
         """Where this step's flat parameter row can be copied straight into the log, if anywhere. Only for
         rows large enough that saving a copy outweighs finding the row (~3 µs of Python)."""
-        if self._params.width < DIRECT_ROW_NUMBERS or self._stats is not None:
-            return None
+        if self._params.width < DIRECT_ROW_NUMBERS or self._stats is not None or not self._params.tensors[0].is_cpu:
+            return None  # (the log lives in host memory: a GPU's parameters are staged and copied at the flush)
         return self._log.row_for(name, self._row, self._params.width, self._params.tensors[0].dtype)
 
     def _read_values(self, items: list, name: str) -> None:
