@@ -341,14 +341,16 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"real-size: timed steps per variant run, after {real_size.WARMUP} untimed ones; keep it "
                         f"a multiple of 10 so every-10th policies keep their share (default: {REAL_STEPS})")
     p.add_argument("--real-memory-steps", type=int, default=60,
-                   help="real-size: ResNet steps of each memory run, default Recorder and statistics only, each "
-                        "in a fresh process (default: 60; 1500 is an epoch of CIFAR-sized data, the issue's "
-                        "long check; 0 skips the memory runs)")
+                   help=f"real-size: ResNet steps of the memory runs, bare and under the default Recorder, each "
+                        f"in a fresh process; statistics only runs max(this, {real_size.STATS_MEMORY_STEPS}) steps and "
+                        f"compares its peak over steps 1-{real_size.FLAT_FROM} with the rest's (default: 60; 1500 is "
+                        "an epoch of CIFAR-sized data, the issue's long check, ~20 min; 0 skips the memory runs)")
     p.add_argument("--memory-cap-gib", type=float, default=6.0,
                    help="real-size: a memory run stops once its resident set has grown by this much, so that a "
                         "Recorder without a working budget cannot take this machine down (default: 6)")
     p.add_argument("--real-models", default=",".join(real_size.MODELS),
-                   help=f"real-size: which models, separated by commas (default: {','.join(real_size.MODELS)})")
+                   help=f"real-size: which models to time, separated by commas, or none (the memory runs alone) "
+                        f"(default: {','.join(real_size.MODELS)})")
     p.add_argument("--cpu-time", action="store_true",
                    help="time the variants by this thread's CPU time instead of the wall clock (for a machine "
                         "whose cores other processes share); real-size variants by this process's CPU time, all "
@@ -447,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     memory = None
     if "real-size" in sections:
         names, absent = real_size.variants()
-        models = [m.strip() for m in args.real_models.split(",") if m.strip()]
+        models = [m.strip() for m in args.real_models.split(",") if m.strip() and m.strip() != "none"]
         unknown = [m for m in models if m not in real_size.MODELS]
         if unknown:
             raise SystemExit(f"bench.py: unknown model {', '.join(unknown)}; choose from {', '.join(real_size.MODELS)}")
@@ -471,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     def absent_row(section: str, target: str, why: str) -> None:
         targets.append((section, target, "-", why))
 
-    if real:
+    if "real-size" in sections:
         for model_name in real_size.MODELS:
             if model_name not in real:
                 absent_row("real-size", f"{model_name}: statistics every step ≤ 1.15×, below wandb.watch; every "
@@ -493,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
             row("real-size", f"resnet: the default policy stays within its budget ({memory.steps} steps)", met,
                 measured)
             met, measured = memory.stats_flat()
-            row("real-size", f"resnet: statistics-only memory flat ({memory.steps} steps)", met, measured)
+            row("real-size", f"resnet: statistics-only memory flat ({memory.stats['steps']} steps)", met, measured)
         else:
             for t in ("resnet: the default policy stays within its budget", "resnet: statistics-only memory flat"):
                 absent_row("real-size", t, "not run (--real-memory-steps 0)")

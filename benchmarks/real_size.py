@@ -441,31 +441,34 @@ def mib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if abs(n) >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
+STATS_MEMORY_STEPS = 200   # the statistics-only run: at least this many steps, so that its first window
+FLAT_FROM = 100            # (steps 1-100) holds the allocator's warm-up and the second is steady
+
+
 @dataclass
 class MemoryResult:
     steps: int
     bare: dict
     default: dict
     stats: dict
-    sample_at: int
     cap: int
 
     def lines(self) -> list[str]:
         b, d, st = self.bare, self.default, self.stats
         peak = "peak RSS (VmHWM)" if d["peak_is_hwm"] else "largest sampled RSS (VmHWM could not be reset)"
-        a = self.sample_at
-        lines = [f"Memory, the ResNet, {self.steps} steps, a fresh process per variant ({peak} above the RSS "
-                 f"before the loop, over steps 1-{a} and over steps {a + 1}-{self.steps}):",
-                 f"| variant | steps run | peak, steps 1-{a} | peak, steps {a + 1}-{self.steps} | RSS growth at "
-                 f"step {a} | at the last step | log bytes at the last step |", "|---|---|---|---|---|---|---|"]
+        lines = [f"Memory, the ResNet, a fresh process per variant ({peak} above the RSS before the loop, over "
+                 "two windows of steps):",
+                 "| variant | steps run | peak, first window | peak, second window | RSS growth at the window's "
+                 "end | at the last step | log bytes at the last step |", "|---|---|---|---|---|---|---|"]
         for name, r in (("bare", b), ("default Recorder (no policy)", d), ("CapturePolicy.stats()", st)):
-            at, wp = r["growth_at"], r["window_peaks"]
-            last = str(r["steps"])
-            lines.append(f"| {name} | {r['steps']}" + (f" (stopped: grew past the {mib(self.cap)} cap)"
-                                                         if r["stopped_at"] else "")
-                         + f" | {mib(wp[0])} | {mib(wp[1]) if len(wp) > 1 else '-'}"
-                         + f" | {mib(at[str(a)]) if str(a) in at else '-'} | {mib(at[last]) if last in at else '-'}"
-                         + f" | {mib(r['log_bytes_at'][last]) if last in r['log_bytes_at'] else '-'} |")
+            at, wp, a, last = r["growth_at"], r["window_peaks"], r["sample_at"], r["steps"]
+            lines.append(f"| {name} | {last}" + (f" (stopped: grew past the {mib(self.cap)} cap)"
+                                                  if r["stopped_at"] else "")
+                         + f" | steps 1-{a}: {mib(wp[0])} | "
+                         + (f"steps {a + 1}-{last}: {mib(wp[1])}" if len(wp) > 1 else "-")
+                         + f" | {mib(at[str(a)]) if str(a) in at else '-'}"
+                         + f" | {mib(at[str(last)]) if str(last) in at else '-'}"
+                         + f" | {mib(r['log_bytes_at'][str(last)]) if str(last) in r['log_bytes_at'] else '-'} |")
         if d["budget"] is not None:
             lines.append(f"default Recorder's budget: {mib(d['budget'])} ({d['budget_from']})")
         else:
@@ -495,13 +498,11 @@ class MemoryResult:
     def stats_flat(self) -> tuple[bool | None, str]:
         """Flat: the peak of the later window is no higher than the earlier one's plus the statistics rows
         added between them plus 8 MiB (the allocator's slack)."""
-        st, a = self.stats, str(self.sample_at)
-        last = str(st["steps"])
-        if st["stopped_at"] or len(st["window_peaks"]) < 2 or a == last:
+        st = self.stats
+        a, last = str(st["sample_at"]), str(st["steps"])
+        if st["stopped_at"] or len(st["window_peaks"]) < 2:
             return False, ("not measured: the run grew past the cap" if st["stopped_at"] else
                            "not measured: too few steps for two windows")
-        if self.steps < 20:
-            return None, f"not determined: {self.steps} steps are too few to call it flat (20 at least)"
         first, second = st["window_peaks"][:2]
         rows = st["log_bytes_at"][last] - st["log_bytes_at"][a]
         extra = second - first - rows
@@ -510,9 +511,13 @@ class MemoryResult:
 
 
 def measure_memory(steps: int, cap: int, say: Callable[[str], None]) -> MemoryResult:
-    sample_at = min(100, max(1, steps // 2))
+    """bare and the default Recorder for `steps` steps (windows split at min(100, steps/2)); statistics only
+    for max(steps, STATS_MEMORY_STEPS) steps, split at step FLAT_FROM."""
     runs = {}
     for variant in ("bare", "default", "stats"):
-        runs[variant] = memory_child(variant, steps, sample_at, cap)
+        n = max(steps, STATS_MEMORY_STEPS) if variant == "stats" else steps
+        sample_at = FLAT_FROM if variant == "stats" else min(FLAT_FROM, max(1, steps // 2))
+        runs[variant] = memory_child(variant, n, sample_at, cap)
+        runs[variant]["sample_at"] = sample_at
         say(f"  memory: {variant} done")
-    return MemoryResult(steps, runs["bare"], runs["default"], runs["stats"], sample_at, cap)
+    return MemoryResult(steps, runs["bare"], runs["default"], runs["stats"], cap)
