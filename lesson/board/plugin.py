@@ -121,12 +121,29 @@ class LessonPlugin(base_plugin.TBPlugin):
 
     def get_plugin_apps(self) -> dict:
         return {"/index.js": self._serve_js, "/runs": self._serve_runs, "/run": self._serve_run,
-                "/step": self._serve_step, "/decision_map": self._serve_decision_map, "/new_run": self._serve_new_run}
+                "/step": self._serve_step, "/decision_map": self._serve_decision_map, "/new_run": self._serve_new_run,
+                "/model_view.js": self._serve_model_view_js, "/model_step": self._serve_model_step}
 
     # ---- routes ----
     @wrappers.Request.application
     def _serve_js(self, request):
         return http_util.Respond(request, (STATIC / "index.js").read_bytes(), "application/javascript")
+
+    @wrappers.Request.application
+    def _serve_model_view_js(self, request):   # imported by index.js: your own model's view
+        return http_util.Respond(request, (STATIC / "model_view.js").read_bytes(), "application/javascript")
+
+    @wrappers.Request.application
+    def _serve_model_step(self, request):
+        """/model_step?run=R&step=N: your own model's health at row N (lesson/board/model_view.py)."""
+        def build():
+            from nn_lesson.lesson.board.model_view import model_step
+            snapshot = self._run_arg(request)
+            loaded = self._load(snapshot)
+            if loaded["kind"] != "model":
+                raise BadRequest(f"model_step: {loaded['name']} is a {loaded['kind']} run, not your own model's")
+            return model_step(loaded, self._step_arg(request, loaded), snapshot.parent)
+        return self._answer(request, build)
 
     @wrappers.Request.application
     def _serve_runs(self, request):

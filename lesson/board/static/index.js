@@ -4,6 +4,8 @@
 // before → after, the lines that moved most, the page's worked weight; a teacher's view (run, step, mode, view,
 // compared run) lives in the URL hash, so a reload or a shared link opens the same picture.
 
+import {drawModelView, hideModelView} from './model_view.js';   // your own model: its health, not lesson panels
+
 const SVG = 'http://www.w3.org/2000/svg';
 const BLUE = '#2563eb';
 const RED = '#dc2626';
@@ -451,7 +453,7 @@ async function showStep() {
   let step, other = null;
   try {
     [step, other] = await Promise.all([
-      getJSON('./step', {run: state.run, step: row}),
+      getJSON(info.kind === 'model' ? './model_step' : './step', {run: state.run, step: row}),
       state.compare && state.compareInfo && state.compareInfo.kind === 'lesson' && row < state.compareInfo.steps
         ? getJSON('./step', {run: state.compare, step: row}) : Promise.resolve(null)]);
   } catch (err) {
@@ -476,6 +478,8 @@ function redraw() {
   for (const v of Object.keys(VIEWS)) document.getElementById('view-' + v).className = state.view === v ? 'on' : '';
   const moment = info.kind === 'lesson' ? currentMoment() : 'step';
   drawWhere(step, moment);
+  if (info.kind === 'model') { drawModelView(step); return; }
+  hideModelView();
   if (info.kind !== 'lesson') {
     clearLessonPanels();
     drawBlocks(step);

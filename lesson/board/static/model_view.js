@@ -1,0 +1,274 @@
+// Your own model in the Lesson tab: the model as a picture of its health (lesson/board/model_view.py serves it).
+// Each recorded module is a block in the model's order, one row per parent (stem, layers.0, …, head), coloured by
+// a health measure of the step on screen on one scale for every step: the update-to-weight ratio (log scale, 1e-3
+// marked), the weight's gradient norm, or the share of dead / saturated outputs. Click a block: its numbers and
+// its activation, activation-gradient and weight-gradient histograms at this step. Below: every weight's
+// update:data ratio over the steps, on log10, beside the 1e-3 line (Karpathy's makemore part 3).
+// Imported by index.js, which calls drawModelView(step) for a model run and hideModelView() for any other.
+
+const SVG = 'http://www.w3.org/2000/svg';
+// eight colour bins, low to high (a sequential palette that reads in grey too); no value: grey
+export const PALETTE = ['#fde725', '#b5de2b', '#6ece58', '#35b779', '#1f9e89', '#26828e', '#31688e', '#443983'];
+const NONE = '#e2e8f0';
+const MEASURES = {
+  ratio: {button: 'update ratio', what: 'update-to-weight ratio'},
+  grad_norm: {button: 'gradient norm', what: "weight's gradient norm"},
+  dead: {button: 'dead share', what: 'dead / saturated share of outputs'},
+};
+const view = {measure: 'ratio', selected: null, step: null, built: false};
+
+const STYLE = `
+  #model-view { display: none; grid-template-columns: minmax(0, 1.25fr) minmax(0, 1fr); gap: 10px; }
+  body.model-run #grid { display: none !important; }
+  body.model-run #model-view { display: grid; }
+  #mv-left, #mv-right { min-width: 0; display: flex; flex-direction: column; gap: 6px; min-height: 0; }
+  #mv-blocks-panel { flex: 1; min-height: 0; overflow: hidden; display: flex; flex-direction: column; }
+  #mv-detail-panel { flex: 1; min-height: 0; overflow-y: auto; overflow-x: hidden; }
+  #mv-series-panel { flex: none; }
+  #mv-measures { display: flex; gap: 4px; flex-wrap: wrap; margin: 2px 0; }
+  #mv-measures button { font-size: 14px; padding: 1px 6px; }
+  #mv-measures button.on { background: #1e293b; color: white; }
+  #mv-blocks { flex: 1; min-height: 0; }
+  #mv-blocks svg { width: 100%; height: 100%; display: block; }
+  #mv-legend svg { width: 100%; max-width: 420px; height: auto; display: block; }
+  #mv-detail table { font-size: 14px; }
+  #mv-detail td, #mv-detail th { padding: 0 6px; }
+  #mv-hists { display: flex; gap: 4px; }
+  #mv-hists svg { flex: 1; min-width: 0; width: 100%; height: auto; display: block; }
+  #mv-series svg { width: 100%; height: auto; max-height: 200px; display: block; }
+  #mv-blocks rect.block { cursor: pointer; }
+  #mv-blocks rect.block.picked { stroke: #dc2626; stroke-width: 3; }
+`;
+
+function el(tag, attrs, children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const child of [].concat(children ?? [])) node.append(typeof child === 'string' || typeof child === 'number' ? String(child) : child);
+  return node;
+}
+
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const num = (v) => (v === null || v === undefined ? '–' : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0)
+  ? Number(v).toExponential(2) : String(Number(Number(v).toPrecision(3))));
+const pct = (v) => (v === null || v === undefined ? '–' : (100 * v).toFixed(1) + ' %');
+
+function build() {
+  if (view.built) return;
+  view.built = true;
+  document.head.append(el('style', {}, STYLE));
+  const measures = el('div', {id: 'mv-measures'}, Object.entries(MEASURES).map(([k, m]) =>
+    el('button', {id: 'mv-measure-' + k, title: 'colour the blocks by the ' + m.what}, m.button)));
+  const root = el('div', {id: 'model-view'}, [
+    el('div', {id: 'mv-left'}, [
+      el('div', {class: 'panel', id: 'mv-blocks-panel'}, [
+        el('h3', {id: 'mv-title'}, 'your model, by module path: its health at this step'),
+        measures, el('div', {id: 'mv-blocks'}), el('div', {id: 'mv-legend'})]),
+    ]),
+    el('div', {id: 'mv-right'}, [
+      el('div', {class: 'panel', id: 'mv-detail-panel'}, [el('h3', {id: 'mv-detail-title'}, 'click a block'), el('div', {id: 'mv-detail'})]),
+      el('div', {class: 'panel', id: 'mv-series-panel'}, [
+        el('h3', {}, 'update:data ratio of each weight over the steps (log10)'), el('div', {id: 'mv-series'})]),
+    ]),
+  ]);
+  document.body.append(root);
+  for (const k of Object.keys(MEASURES)) {
+    document.getElementById('mv-measure-' + k).addEventListener('click', () => { view.measure = k; redraw(); });
+  }
+  window.addEventListener('resize', () => { if (document.body.classList.contains('model-run')) size(); });
+}
+
+// the view ends at the window's bottom edge: its panels scroll inside, never the page
+function size() {
+  const root = document.getElementById('model-view');
+  const top = root.getBoundingClientRect().top;
+  root.style.height = Math.max(300, window.innerHeight - top - 10) + 'px';
+}
+
+export function hideModelView() {
+  document.body.classList.remove('model-run');
+}
+
+export function drawModelView(step) {
+  build();
+  document.body.classList.add('model-run');
+  if (!view.step || !step.blocks.some((b) => b.name === view.selected)) view.selected = null;
+  view.step = step;
+  if (view.selected === null) {
+    const first = step.blocks.find((b) => b.ratio !== null) || step.blocks[0];
+    view.selected = first ? first.name : null;
+  }
+  const message = document.getElementById('message');
+  if (message) {
+    message.textContent = `Your model: ${step.blocks.length} recorded modules; numbers from ` +
+      (step.full_row ? 'every number of this step' : 'the statistics of this step') +
+      (step.statistics ? ` (statistics of every step: ${step.statistics})` : '') + '.';
+  }
+  size();
+  redraw();
+}
+
+function redraw() {
+  const step = view.step;
+  if (!step) return;
+  for (const k of Object.keys(MEASURES)) document.getElementById('mv-measure-' + k).className = view.measure === k ? 'on' : '';
+  drawBlocks(step);
+  drawLegend(step);
+  drawDetail(step);
+  drawSeries(step);
+}
+
+// ---- the blocks: one row per group, blocks in the model's order ----
+function drawBlocks(step) {
+  const box = document.getElementById('mv-blocks');
+  const byName = Object.fromEntries(step.blocks.map((b) => [b.name, b]));
+  const W = 640, label = 120, rowH = 34, gap = 6;
+  const widest = Math.max(1, ...step.groups.map((g) => g.blocks.length));
+  const bw = Math.min(90, (W - label - 4) / widest);
+  const H = step.groups.length * (rowH + gap) + gap;
+  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'xMidYMin meet', id: 'mv-blocks-svg',
+    'data-step': step.step, 'data-measure': view.measure});
+  const font = 11, charW = font * 0.62;
+  step.groups.forEach((g, i) => {
+    const y = gap + i * (rowH + gap);
+    root.append(svg('text', {x: 4, y: y + rowH / 2 + 4, 'font-size': 12, class: 'group'}, fit(g.name, (label - 8) / (12 * 0.62))));
+    g.blocks.forEach((name, j) => {
+      const b = byName[name];
+      const bin = b.bins[view.measure];
+      const fill = bin === null || bin === undefined ? NONE : PALETTE[bin];
+      const x = label + j * bw;
+      const rect = svg('rect', {x: x + 1, y, width: bw - 3, height: rowH, rx: 4, fill, stroke: '#475569', 'stroke-width': 1,
+        class: 'block' + (name === view.selected ? ' picked' : ''), 'data-name': name, 'data-bin': bin ?? ''});
+      rect.append(svg('title', {}, `${name}: ${MEASURES[view.measure].what} ${value(b, view.measure)}`));
+      rect.addEventListener('click', () => { view.selected = name; redraw(); });
+      root.append(rect);
+      const short = name.startsWith(g.name + '.') ? name.slice(g.name.length + 1) : name.split('.').pop();
+      const dark = bin !== null && bin !== undefined && bin >= 4;
+      const text = svg('text', {x: x + bw / 2 - 0.5, y: y + rowH / 2 + 4, 'font-size': font, 'text-anchor': 'middle',
+        fill: dark ? 'white' : '#1e293b', 'pointer-events': 'none'}, fit(short, (bw - 8) / charW));
+      root.append(text);
+    });
+  });
+  box.replaceChildren(root);
+}
+
+function fit(text, chars) {
+  chars = Math.max(1, Math.floor(chars));
+  return text.length <= chars ? text : text.slice(0, Math.max(1, chars - 1)) + '…';
+}
+
+function value(b, measure) {
+  if (measure === 'ratio') return num(b.ratio);
+  if (measure === 'grad_norm') return num(b.grad_norm);
+  return b.dead === null ? '– (' + (b.dead_note || 'not computable') + ')' : `${pct(b.dead)} ${b.dead_kind}`;
+}
+
+// ---- one legend: the colour bins of the measure on screen, the same at every step ----
+function drawLegend(step) {
+  const scale = step.scale[view.measure];
+  const W = 420, H = 42, x0 = 10, bw = 40, n = scale.bins;
+  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, id: 'mv-legend-svg'});
+  for (let i = 0; i < n; i++) root.append(svg('rect', {x: x0 + i * bw, y: 2, width: bw, height: 14, fill: PALETTE[i]}));
+  root.append(svg('rect', {x: x0 + n * bw + 8, y: 2, width: 14, height: 14, fill: NONE, stroke: '#94a3b8'}));
+  root.append(svg('text', {x: x0 + n * bw + 26, y: 14, 'font-size': 11}, 'none'));
+  const tick = (at, text, strong) => {
+    const x = x0 + at * bw;
+    root.append(svg('line', {x1: x, x2: x, y1: 0, y2: 20, stroke: strong ? '#dc2626' : '#475569', 'stroke-width': strong ? 2 : 1}));
+    root.append(svg('text', {x, y: 32, 'font-size': 11, 'text-anchor': 'middle', fill: strong ? '#dc2626' : '#1e293b'}, text));
+  };
+  if (view.measure === 'ratio') {
+    const [lo, hi] = scale.log10;
+    for (let e = lo; e <= hi; e++) tick((e - lo) / (hi - lo) * n, `1e${e}`, e === Math.log10(scale.rule));
+  } else if (view.measure === 'grad_norm' && scale.log10) {
+    const [lo, hi] = scale.log10;
+    tick(0, num(10 ** lo)); tick(n, num(10 ** hi));
+  } else if (view.measure === 'dead') {
+    tick(0, '0 %'); tick(n / 2, '50 %'); tick(n, '100 %');
+  }
+  document.getElementById('mv-legend').replaceChildren(root,
+    el('div', {id: 'mv-legend-text', style: 'font-size: 13px; color: #475569; white-space: nowrap; overflow: hidden; text-overflow: ellipsis'},
+      scale.label + (view.measure === 'ratio' ? '; red: 1e-3, a healthy update' : '')));
+}
+
+// ---- the block clicked: its numbers and its three histograms at this step ----
+function drawDetail(step) {
+  const b = step.blocks.find((x) => x.name === view.selected);
+  const title = document.getElementById('mv-detail-title');
+  const detail = document.getElementById('mv-detail');
+  if (!b) { title.textContent = 'click a block'; detail.replaceChildren(); return; }
+  title.textContent = `${b.name} at step ${step.step}`;
+  const rows = [
+    ['update-to-weight ratio', num(b.ratio) + (b.main ? ` (${b.main.split('.').pop()})` : '')],
+    ['gradient norm', num(b.grad_norm)],
+    ['grad:data ratio', num((b.params.find((p) => p.name === b.main) || {}).grad_data ?? null)],
+    [b.dead_kind === 'saturated' ? 'saturated share' : 'dead share', b.dead === null ? '–' : pct(b.dead)],
+    ['numbers from', b.source === 'statistics' ? 'statistics' : b.source === 'full' ? 'every number' : '–'],
+  ];
+  const table = el('table', {id: 'mv-numbers'}, rows.map(([k, v]) => el('tr', {}, [el('td', {}, k), el('td', {}, v)])));
+  const hists = el('div', {id: 'mv-hists'}, [
+    histogram('activation', b.hist_act), histogram('activation gradient', b.hist_act_grad), histogram('weight gradient', b.hist_weight_grad)]);
+  const note = b.dead === null && b.dead_note ? el('div', {style: 'font-size: 13px; color: #64748b'}, b.dead_note) : '';
+  detail.replaceChildren(table, hists, note);
+}
+
+function histogram(name, h) {
+  const W = 160, H = 96, top = 16, bottom = 20;
+  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, class: 'mv-hist', 'data-what': name});
+  root.append(svg('text', {x: W / 2, y: 11, 'font-size': 11, 'text-anchor': 'middle'}, name));
+  if (!h) {
+    root.append(svg('text', {x: W / 2, y: H / 2 + 6, 'font-size': 11, 'text-anchor': 'middle', fill: '#64748b'}, 'not recorded'));
+    return root;
+  }
+  const top_ = Math.max(1e-12, ...h.counts.map((c) => c || 0));
+  const bw = (W - 8) / h.counts.length;
+  h.counts.forEach((c, i) => {
+    const hh = ((c || 0) / top_) * (H - top - bottom);
+    root.append(svg('rect', {x: 4 + i * bw, y: H - bottom - hh, width: Math.max(0.5, bw - 1), height: hh, fill: '#64748b'}));
+  });
+  root.append(svg('text', {x: 3, y: H - 5, 'font-size': 10}, num(h.lo)));
+  root.append(svg('text', {x: W - 3, y: H - 5, 'font-size': 10, 'text-anchor': 'end'}, num(h.hi)));
+  return root;
+}
+
+// ---- every weight's update:data ratio over the steps, log10, the 1e-3 line ----
+function drawSeries(step) {
+  const s = step.series;
+  const W = 520, H = 200, left = 34, right = 8, top = 8, bottom = 26;
+  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, id: 'mv-series-svg'});
+  const values = s.layers.flatMap((l) => l.log10.filter((v) => v !== null));
+  if (!s.steps.length || !values.length) {
+    root.append(svg('text', {x: W / 2, y: H / 2, 'font-size': 12, 'text-anchor': 'middle'}, 'no updates recorded'));
+    document.getElementById('mv-series').replaceChildren(root);
+    return;
+  }
+  const lo = Math.floor(Math.min(-4, ...values)), hi = Math.ceil(Math.max(-2, ...values));
+  const s0 = s.steps[0], s1 = Math.max(s.steps[s.steps.length - 1], s0 + 1);
+  const X = (t) => left + ((t - s0) / (s1 - s0)) * (W - left - right);
+  const Y = (v) => top + ((hi - v) / (hi - lo)) * (H - top - bottom);
+  const every = Math.max(1, Math.ceil((hi - lo) / 6));
+  for (let e = lo; e <= hi; e += every) {
+    root.append(svg('line', {x1: left, x2: W - right, y1: Y(e), y2: Y(e), stroke: '#e2e8f0'}));
+    root.append(svg('text', {x: left - 3, y: Y(e) + 4, 'font-size': 10, 'text-anchor': 'end'}, String(e)));
+  }
+  s.layers.forEach((l, k) => {
+    let d = '';
+    l.log10.forEach((v, i) => { if (v !== null) d += `${d && l.log10[i - 1] !== null ? 'L' : 'M'}${X(s.steps[i]).toFixed(1)},${Y(v).toFixed(1)}`; });
+    const picked = step.blocks.some((b) => b.name === view.selected && b.main === l.param);
+    const hue = Math.round(240 - (240 * k) / Math.max(1, s.layers.length - 1));   // the first layer blue, the last red
+    const path = svg('path', {d, fill: 'none', stroke: `hsl(${hue}, 70%, 45%)`, 'stroke-width': picked ? 3 : 1.2,
+      'data-layer': l.name, opacity: picked || !view.selected ? 1 : 0.55});
+    path.append(svg('title', {}, l.name));
+    root.append(path);
+  });
+  root.append(svg('line', {x1: left, x2: W - right, y1: Y(-3), y2: Y(-3), stroke: '#dc2626', 'stroke-width': 1.5, 'stroke-dasharray': '6 4', id: 'mv-rule'}));
+  root.append(svg('text', {x: W - right - 2, y: Y(-3) - 3, 'font-size': 10, 'text-anchor': 'end', fill: '#dc2626'}, '1e-3'));
+  root.append(svg('line', {x1: X(step.step), x2: X(step.step), y1: top, y2: H - bottom, stroke: '#1e293b', 'stroke-dasharray': '2 3', id: 'mv-now'}));
+  root.append(svg('text', {x: left, y: H - 3, 'font-size': 10}, `step ${s0}`));
+  root.append(svg('text', {x: W - right, y: H - 5, 'font-size': 10, 'text-anchor': 'end'}, `step ${s.steps[s.steps.length - 1]}`));
+  document.getElementById('mv-series').replaceChildren(root);
+}
