@@ -244,7 +244,7 @@ def page(server):
         chromium.close()
 
 
-LAYOUT_JS = """(ids) => {
+LAYOUT_JS = """(body, ids) => {
     const problems = [], W = window.innerWidth, H = window.innerHeight;
     const shown = (n) => { const b = n.getBoundingClientRect(); return b.width > 0 && b.height > 0; };
     const box = (n) => n.getBoundingClientRect();

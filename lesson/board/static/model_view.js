@@ -30,7 +30,7 @@ const STYLE = `
   #mv-measures button.on { background: #1e293b; color: white; }
   #mv-blocks { flex: 1; min-height: 0; }
   #mv-blocks svg { width: 100%; height: 100%; display: block; }
-  #mv-legend svg { width: 100%; max-width: 420px; height: auto; display: block; }
+  #mv-legend svg { width: 100%; max-width: 440px; height: auto; display: block; }
   #mv-detail table { font-size: 14px; }
   #mv-detail td, #mv-detail th { padding: 0 6px; }
   #mv-hists { display: flex; gap: 4px; }
@@ -171,7 +171,7 @@ function value(b, measure) {
 // ---- one legend: the colour bins of the measure on screen, the same at every step ----
 function drawLegend(step) {
   const scale = step.scale[view.measure];
-  const W = 420, H = 42, x0 = 10, bw = 40, n = scale.bins;
+  const W = 440, H = 42, x0 = 26, bw = 40, n = scale.bins;
   const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, id: 'mv-legend-svg'});
   for (let i = 0; i < n; i++) root.append(svg('rect', {x: x0 + i * bw, y: 2, width: bw, height: 14, fill: PALETTE[i]}));
   root.append(svg('rect', {x: x0 + n * bw + 8, y: 2, width: 14, height: 14, fill: NONE, stroke: '#94a3b8'}));
@@ -211,17 +211,17 @@ function drawDetail(step) {
   ];
   const table = el('table', {id: 'mv-numbers'}, rows.map(([k, v]) => el('tr', {}, [el('td', {}, k), el('td', {}, v)])));
   const hists = el('div', {id: 'mv-hists'}, [
-    histogram('activation', b.hist_act), histogram('activation gradient', b.hist_act_grad), histogram('weight gradient', b.hist_weight_grad)]);
+    histogram('activation', b.hist_act), histogram('activation gradient', b.hist_act_grad), histogram('weight gradient', b.hist_weight_grad, b.main ? 'not recorded' : 'no weights')]);
   const note = b.dead === null && b.dead_note ? el('div', {style: 'font-size: 13px; color: #64748b'}, b.dead_note) : '';
   detail.replaceChildren(table, hists, note);
 }
 
-function histogram(name, h) {
+function histogram(name, h, missing = 'not recorded') {
   const W = 160, H = 96, top = 16, bottom = 20;
   const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, class: 'mv-hist', 'data-what': name});
   root.append(svg('text', {x: W / 2, y: 11, 'font-size': 11, 'text-anchor': 'middle'}, name));
   if (!h) {
-    root.append(svg('text', {x: W / 2, y: H / 2 + 6, 'font-size': 11, 'text-anchor': 'middle', fill: '#64748b'}, 'not recorded'));
+    root.append(svg('text', {x: W / 2, y: H / 2 + 6, 'font-size': 11, 'text-anchor': 'middle', fill: '#64748b'}, missing));
     return root;
   }
   const top_ = Math.max(1e-12, ...h.counts.map((c) => c || 0));
