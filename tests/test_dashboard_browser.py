@@ -56,10 +56,13 @@ def classroom(written_run, tmp_path_factory):
     return runs
 
 
+TOKEN = "the-browser-tests-own-token-0123"   # "+ run" needs the token that start_tensorboard printed
+
+
 @pytest.fixture(scope="module")
 def server(classroom):
     need_program("chromium")
-    proc, url = start_tensorboard(classroom)
+    proc, url = start_tensorboard(classroom, token=TOKEN)
     yield url
     proc.terminate()
     proc.wait(timeout=20)
@@ -261,8 +264,9 @@ def post_json(url: str, body: dict, headers: dict) -> tuple[int, dict]:
 
 def test_new_run_from_the_tab_appears_in_the_run_list_and_hparams(page, server, classroom, tmp_path):
     """Trained from story mode, page 05: the new run opens in story mode on the same page."""
-    frame = open_tab(page, server, "run=first-lesson&mode=story&page=5")
+    frame = open_tab(page, server, f"token={TOKEN}&run=first-lesson&mode=story&page=5")
     frame.locator("#page-title").filter(has_text="05").wait_for(timeout=WAIT)
+    assert "token" not in page.url                          # kept by the tab, gone from the address bar
     frame.locator("#new-run").click()
     frame.locator("#nr-lr").fill("2")
     frame.locator("#nr-epochs").fill("3")

@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -37,12 +39,18 @@ def logdir(written_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(logdir):
+def plugin(logdir):
     mux = plugin_event_multiplexer.EventMultiplexer()
     mux.AddRunsFromDirectory(str(logdir))
     provider = data_provider.MultiplexerDataProvider(mux, str(logdir))
     context = base_plugin.TBContext(logdir=str(logdir), multiplexer=mux, data_provider=provider)
-    app = application.TensorBoardWSGI([LessonPlugin(context)], data_provider=provider)
+    return LessonPlugin(context), provider
+
+
+@pytest.fixture(scope="module")
+def client(plugin):
+    lesson, provider = plugin
+    app = application.TensorBoardWSGI([lesson], data_provider=provider)
     return werkzeug_test.Client(app, wrappers.Response)
 
 
@@ -242,39 +250,203 @@ def test_decision_map_is_the_networks_pass_confidence_after_the_step(client, rec
 
 
 # ---- a new run from the tab ----
-def post(client, body, headers=None, route="new_run"):
-    response = client.post("/data/plugin/lesson/" + route, data=body, headers=headers or {})
+LOCAL = {"REMOTE_ADDR": "127.0.0.1"}      # werkzeug's test client sends Host: localhost to port 80
+
+
+def post(client, body, headers=None, route="new_run", environ=None):
+    response = client.post("/data/plugin/lesson/" + route, data=body, headers=headers or {},
+                           environ_base={**LOCAL, **(environ or {})})
     return response.status_code, response.get_json(silent=True)
 
 
-TAB = {"X-Lesson-New-Run": "1"}
+@pytest.fixture(scope="module")
+def tab(plugin):
+    """The header the tab sends: this server's token."""
+    return {"X-Lesson-New-Run": plugin[0]._gate.token}
 
 
-@pytest.mark.parametrize("headers,needle", [({}, "X-Lesson-New-Run"),
-                                            ({**TAB, "Origin": "http://evil.example"}, "another origin"),
-                                            ({**TAB, "Sec-Fetch-Site": "cross-site"}, "cross-site")])
-def test_new_run_is_refused_to_other_pages(client, logdir, headers, needle):
-    before = sorted(p.name for p in logdir.iterdir())
-    status, body = post(client, '{"lr": 1}', headers)
-    assert status == 403 and needle in body["error"]
-    assert sorted(p.name for p in logdir.iterdir()) == before
-    response = client.get("/data/plugin/lesson/new_run", headers=TAB)
+def listing(logdir):
+    return sorted(p.name for p in logdir.iterdir())
+
+
+@pytest.mark.parametrize("case,headers,environ,needle", [
+    ("no header", {}, {}, "token"),
+    ("the old fixed header", {"X-Lesson-New-Run": "1"}, {}, "token"),
+    ("a token one character off", "OFF", {}, "token"),
+    ("another origin", {"Origin": "http://evil.example"}, {}, "another origin"),
+    ("Origin null", {"Origin": "null"}, {}, "another origin"),
+    ("cross-site", {"Sec-Fetch-Site": "cross-site"}, {}, "cross-site"),
+    ("same-site", {"Sec-Fetch-Site": "same-site"}, {}, "same-site"),
+    ("a peer on the network", {}, {"REMOTE_ADDR": "192.0.2.2"}, "192.0.2.2"),
+    ("no peer address", {}, {"REMOTE_ADDR": ""}, "this machine's own user"),
+    ("DNS rebinding", {"Host": "rebind.test", "Origin": "http://rebind.test"}, {}, "rebind.test"),
+    ("a loopback name of another port", {"Host": "127.0.0.1:8080", "Origin": "http://127.0.0.1:8080"}, {}, "8080"),
+    ("a name ending in a loopback one", {"Host": "localhost.evil.test"}, {}, "evil"),
+    ("a malformed Host", {"Host": "[::1"}, {}, "loopback"),
+])
+def test_new_run_is_the_local_users_alone(client, logdir, tab, case, headers, environ, needle):
+    """Each request is refused by one check alone: everything else about it is the tab's own request."""
+    if headers == "OFF":
+        token = tab["X-Lesson-New-Run"]
+        headers = {"X-Lesson-New-Run": token[:-1] + ("A" if token[-1] != "A" else "B")}
+    else:
+        headers = {**tab, **headers}
+        if case in ("no header", "the old fixed header"):
+            headers.pop("X-Lesson-New-Run") if case == "no header" else None
+    before = listing(logdir)
+    status, body = post(client, '{"epochs": 1}', headers, environ=environ)
+    assert status == 403 and needle in body["error"] and "\n" not in body["error"], (case, body)
+    assert listing(logdir) == before
+
+
+def test_what_the_tab_itself_sends_passes_every_check(client, tab):
+    """The checks above refuse by what they look at, not by refusing everything: the same request the tab sends,
+    with its Origin, Sec-Fetch-Site and a loopback Host of this port in each spelling, reaches the settings."""
+    for host in ("localhost", "localhost:80", "127.0.0.1", "127.0.0.2:80", "[::1]", "[::1]:80"):
+        headers = {**tab, "Host": host, "Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"}
+        for peer in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+            status, body = post(client, '{"activation": "gelu"}', headers, environ={"REMOTE_ADDR": peer})
+            assert status == 400 and "one of" in body["error"], (host, peer, body)
+    response = client.get("/data/plugin/lesson/new_run", headers=tab, environ_base=LOCAL)
     assert response.status_code == 403 and "POST" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("flags,env,peer,needle", [
+    ({"bind_all": True}, {}, "127.0.0.1", "listens beyond this machine"),
+    ({"host": "0.0.0.0"}, {}, "127.0.0.1", "listens beyond this machine"),
+    ({"host": "192.0.2.2"}, {}, "127.0.0.1", "listens beyond this machine"),
+    ({"bind_all": True}, {"NN_LESSON_NEW_RUN": "on"}, "192.0.2.2", "192.0.2.2"),
+    ({"host": "127.0.0.1"}, {"NN_LESSON_NEW_RUN": "off"}, "127.0.0.1", "turned off"),
+])
+def test_new_run_is_off_on_a_server_that_listens_beyond_loopback(tmp_path, monkeypatch, capsys, flags, env, peer, needle):
+    import argparse
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    context = base_plugin.TBContext(logdir=str(tmp_path), flags=argparse.Namespace(
+        **{"bind_all": False, "host": None, "port": 6006, **flags}))
+    lesson = LessonPlugin(context)
+    printed = capsys.readouterr().err
+    client = werkzeug_test.Client(application.TensorBoardWSGI([lesson]), wrappers.Response)
+    status, body = post(client, '{"epochs": 1}', {"X-Lesson-New-Run": lesson._gate.token}, environ={"REMOTE_ADDR": peer})
+    assert status == 403 and needle in body["error"], body
+    assert list(tmp_path.iterdir()) == []
+    assert ("'+ run' is off" in printed) == (env.get("NN_LESSON_NEW_RUN") != "on")
+
+
+def test_the_token_is_printed_for_the_user_and_taken_from_the_environment(tmp_path, monkeypatch, capsys):
+    import argparse
+    flags = argparse.Namespace(bind_all=False, host=None, port=6123)
+    first = LessonPlugin(base_plugin.TBContext(logdir=str(tmp_path), flags=flags))
+    second = LessonPlugin(base_plugin.TBContext(logdir=str(tmp_path), flags=flags))
+    printed = capsys.readouterr().err
+    assert first._gate.token != second._gate.token and len(first._gate.token) >= 24      # random for each start
+    assert f"http://localhost:6123/ with #lesson&token={first._gate.token}" in printed
+    monkeypatch.setenv("NN_LESSON_TOKEN", "a-token-of-the-users-own-choosing")
+    assert LessonPlugin(base_plugin.TBContext(logdir=str(tmp_path)))._gate.token == "a-token-of-the-users-own-choosing"
+    monkeypatch.setenv("NN_LESSON_TOKEN", "short")                                      # too short to guard
+    assert LessonPlugin(base_plugin.TBContext(logdir=str(tmp_path)))._gate.token != "short"
+
+
+@pytest.mark.parametrize("body,status,needle", [
+    ("[" * 100_000, 413, "at most 4096"), ('{"a":' * 50_000, 413, "at most 4096"),
+    ("[" * 3000, 400, "nests"), ('{"a":' * 800, 400, "nests"), ('{"lr": {"x": 1}}', 400, "nests"),
+    ('{"lr": [1]}', 400, "nests"), ('{"lr": "[[[[" }', 400, "lr:"), (b"\xff\xfe{}", 400, "not JSON"),
+    ('{"lr": 1' + " " * 5000 + "}", 413, "at most 4096")])
+def test_a_malformed_body_is_4xx_json_never_a_500(client, logdir, tab, body, status, needle):
+    before = listing(logdir)
+    code, answer = post(client, body, tab)
+    assert code == status and needle in answer["error"], answer
+    assert listing(logdir) == before
+
+
+def test_a_body_is_bounded_whether_or_not_it_says_its_length(client, logdir, tab):
+    """A chunked body (no Content-Length) is read no further than the bound; a declared length over the bound
+    is refused before reading at all (here it declares a gigabyte and sends two bytes)."""
+    import io
+    before = listing(logdir)
+    for body, environ in ((b'{"lr": 1' + b" " * 10_000 + b"}", {"wsgi.input_terminated": True}),
+                          (b"{}", {"CONTENT_LENGTH": str(10 ** 9)})):
+        built = werkzeug_test.EnvironBuilder("/data/plugin/lesson/new_run", method="POST", headers=tab,
+                                             input_stream=io.BytesIO(body), environ_base=LOCAL).get_environ()
+        built.pop("CONTENT_LENGTH")            # as a chunked request arrives
+        built.update({**LOCAL, **environ})
+        response = wrappers.Response(*werkzeug_test.run_wsgi_app(client.application, built, buffered=True))
+        assert response.status_code == 413 and "at most 4096" in response.get_json()["error"], response.get_json()
+    assert listing(logdir) == before
 
 
 @pytest.mark.parametrize("body,needle", [("not json", "not JSON"), ("[1]", "JSON object"),
                                          ('{"lr": -1}', "lr:"), ('{"lr": "x"}', "lr:"),
                                          ('{"epochs": 100000}', "at most 500"), ('{"activation": "gelu"}', "one of"),
                                          ('{"lr": 1, "rm": "-rf"}', "unknown setting"), ('{"batch_size": 7}', "batch")])
-def test_new_run_settings_are_checked_before_training(client, logdir, body, needle):
-    before = sorted(p.name for p in logdir.iterdir())
-    status, answer = post(client, body, TAB)
+def test_new_run_settings_are_checked_before_training(client, logdir, tab, body, needle):
+    before = listing(logdir)
+    status, answer = post(client, body, tab)
     assert status == 400 and needle in answer["error"], answer
-    assert sorted(p.name for p in logdir.iterdir()) == before
+    assert listing(logdir) == before
 
 
-def test_new_run_trains_through_the_cli_and_is_listed(client, logdir):
-    status, body = post(client, '{"lr": 2, "epochs": 2, "activation": "tanh", "seed": 3, "init": "random"}', TAB)
+@pytest.fixture
+def fake_training(monkeypatch, tmp_path):
+    """A client whose runs are 'trained' by a stand-in that writes a 1 kB run, and can be held mid-training."""
+    from nn_lesson.lesson.board import new_run
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    lesson = LessonPlugin(base_plugin.TBContext(logdir=str(runs)))
+    hold = {"entered": threading.Event(), "go": threading.Event()}
+    hold["go"].set()
+
+    def train(logdir, settings):
+        hold["entered"].set()
+        assert hold["go"].wait(timeout=60)
+        name = f"run{len(list(logdir.iterdir()))}"
+        (logdir / name).mkdir()
+        (logdir / name / "snapshots.npz").write_bytes(b"x" * 1000)
+        return {"run": name, "exit_code": 0}
+    monkeypatch.setattr(new_run, "train_new_run", train)
+    client = werkzeug_test.Client(application.TensorBoardWSGI([lesson]), wrappers.Response)
+    return client, lesson._gate, hold, runs, {"X-Lesson-New-Run": lesson._gate.token}
+
+
+def test_one_new_run_at_a_time(fake_training):
+    client, gate, hold, runs, tab = fake_training
+    hold["go"].clear()
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post, client, '{"epochs": 1}', tab)
+        assert hold["entered"].wait(timeout=60)            # the first run is training now
+        status, body = post(client, '{"epochs": 1}', tab)
+        assert status == 409 and "one at a time" in body["error"]
+        hold["go"].set()
+        assert first.result(timeout=60)[0] == 200
+    assert post(client, '{"epochs": 1}', tab)[0] == 200     # and the next one, once it is done
+    assert sorted(p.name for p in runs.iterdir()) == ["run0", "run1"]
+
+
+def test_runs_per_hour_and_bytes_are_bounded_and_said_so(fake_training):
+    client, gate, hold, runs, tab = fake_training
+    now = [1000.0]
+    gate.clock = lambda: now[0]
+    gate.runs_per_hour = 2
+    assert [post(client, '{"epochs": 1}', tab)[0] for _ in range(2)] == [200, 200]
+    for _ in range(5):                                          # a flood: each refused, nothing trained
+        status, body = post(client, '{"epochs": 1}', tab)
+        assert status == 429 and "at most 2 runs from the tab in an hour" in body["error"], body
+    assert post(client, '{"lr": -1}', tab)[0] == 400           # refused settings never spend the bound
+    now[0] += 3599
+    assert post(client, '{"epochs": 1}', tab)[0] == 429
+    now[0] += 1
+    assert post(client, '{"epochs": 1}', tab)[0] == 200         # an hour after the first
+    assert len(list(runs.iterdir())) == 3
+    gate.runs_per_hour = 100
+    gate.max_bytes = 3500                                        # three 1 kB runs written: one more may start
+    assert post(client, '{"epochs": 1}', tab)[0] == 200
+    status, body = post(client, '{"epochs": 1}', tab)
+    assert status == 429 and "wrote 0.0 MB" in body["error"] and "never deleted" in body["error"], body
+    assert sorted(p.name for p in runs.iterdir()) == ["run0", "run1", "run2", "run3"]   # none removed
+
+
+def test_new_run_trains_through_the_cli_and_is_listed(client, logdir, tab):
+    status, body = post(client, '{"lr": 2, "epochs": 2, "activation": "tanh", "seed": 3, "init": "random"}', tab)
     assert status == 200, body
     record = RunRecord.load(logdir / body["run"] / "snapshots.npz")
     assert (record.config.lr, record.config.activation, record.config.seed, record.config.init) == (2, "tanh", 3, "random")
@@ -286,8 +458,10 @@ def test_new_run_trains_through_the_cli_and_is_listed(client, logdir):
 def test_new_run_into_an_unwritable_logdir_is_one_json_error(tmp_path):
     not_a_folder = tmp_path / "logdir"
     not_a_folder.write_text("a file, not a folder")
-    app = application.TensorBoardWSGI([LessonPlugin(base_plugin.TBContext(logdir=str(not_a_folder)))])
-    status, body = post(werkzeug_test.Client(app, wrappers.Response), '{"epochs": 1}', TAB)
+    lesson = LessonPlugin(base_plugin.TBContext(logdir=str(not_a_folder)))
+    app = application.TensorBoardWSGI([lesson])
+    status, body = post(werkzeug_test.Client(app, wrappers.Response), '{"epochs": 1}',
+                        {"X-Lesson-New-Run": lesson._gate.token})
     assert status == 400 and "logdir" in body["error"] and "\n" not in body["error"]
 
 

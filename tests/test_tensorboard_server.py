@@ -107,3 +107,115 @@ def test_lesson_tab_refuses_paths_outside_the_logdir(server, written_run):
         for bad in ("../" + run, "/etc", str(written_run[0]), run + "/../..", "", "nope"):
             code, body = status_of(url, "data/plugin/lesson/" + route, run=bad, step=0)
             assert code == 400 and body["error"], (route, bad)
+
+
+# ---- "+ run" on a real server: the local user's alone ----
+def post_raw(host: str, port: int, body, headers: dict) -> tuple[int, dict, str]:
+    """A POST as any client may send it: raw bytes, any Host header (http.client sends ours when given)."""
+    import http.client
+    connection = http.client.HTTPConnection(host, port, timeout=180)
+    try:
+        connection.request("POST", "/data/plugin/lesson/new_run", body=body, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+        return response.status, json.loads(raw), response.getheader("Content-Type")
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def trainer(written_run, tmp_path_factory):
+    """A server of its own (runs are trained into its logdir), with a bound of one run an hour."""
+    runs = tmp_path_factory.mktemp("new-run") / "runs"
+    import shutil
+    shutil.copytree(written_run[0], runs / "first-lesson")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NN_LESSON_RUNS_PER_HOUR", "1")
+        proc, url = start_tensorboard(runs, announce=False)
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    yield runs, port, proc.lesson_token
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_new_run_refuses_everyone_but_the_tab_of_the_user_who_started_it(trainer):
+    runs, port, token = trainer
+    local = f"127.0.0.1:{port}"
+    cases = {
+        "curl with the old fixed header": ({"X-Lesson-New-Run": "1"}, '{"epochs": 1}', 403, "token"),
+        "curl with no header": ({}, '{"epochs": 1}', 403, "token"),
+        "a rebinding page": ({"Host": f"rebind.test:{port}", "Origin": f"http://rebind.test:{port}",
+                              "X-Lesson-New-Run": token}, '{"epochs": 1}', 403, "rebind.test"),
+        "another site": ({"Origin": "http://evil.example", "X-Lesson-New-Run": token}, '{"epochs": 1}', 403, "origin"),
+        "100,000 nested [": ({"X-Lesson-New-Run": token}, "[" * 100_000, 413, "at most"),
+        "50,000 nested {": ({"X-Lesson-New-Run": token}, '{"a":' * 50_000, 413, "at most"),
+        "3,000 nested [": ({"X-Lesson-New-Run": token}, "[" * 3_000, 400, "nests"),
+    }
+    for case, (headers, body, status, needle) in cases.items():
+        code, answer, kind = post_raw("127.0.0.1", port, body.encode(), {"Host": local, **headers})
+        assert (code, kind) == (status, "application/json") and needle in answer["error"], (case, answer)
+        assert "\n" not in answer["error"]
+    assert sorted(p.name for p in runs.iterdir()) == ["first-lesson"]     # nothing trained
+
+
+def test_a_flood_of_new_runs_trains_one_and_says_the_bound(trainer):
+    runs, port, token = trainer
+    headers = {"Host": f"127.0.0.1:{port}", "X-Lesson-New-Run": token, "Content-Type": "application/json"}
+    code, answer, _ = post_raw("127.0.0.1", port, b'{"epochs": 1}', headers)
+    assert code == 200 and answer["exit_code"] == 0, answer
+    for _ in range(6):
+        code, refused, kind = post_raw("127.0.0.1", port, b'{"epochs": 1}', headers)
+        assert (code, kind) == (429, "application/json") and "at most 1 runs from the tab in an hour" in refused["error"]
+    assert sorted(p.name for p in runs.iterdir()) == sorted(["first-lesson", answer["run"]])
+
+
+def non_loopback_address() -> str | None:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))        # no packet is sent: it only picks the outgoing interface
+        except OSError:
+            return None
+        address = s.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_under_bind_all_a_peer_on_the_network_never_trains(written_run, tmp_path, monkeypatch):
+    """--bind_all with NN_LESSON_NEW_RUN=on (the user's knowing choice): a request from this machine's network
+    address, token and all, is refused; the same request over loopback reaches the settings."""
+    import shutil
+    import subprocess
+    import sys
+    from nn_lesson.lesson.board.serve import free_port, tensorboard_command
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no network address besides loopback")
+    runs = tmp_path / "runs"
+    shutil.copytree(written_run[0], runs / "first-lesson")
+    port = free_port()
+    command = tensorboard_command(runs, port)
+    at = command.index("--host")
+    command[at:at + 2] = ["--bind_all"]
+    token = "a-token-for-this-test-alone-0123"
+    env = {**__import__("os").environ, "NN_LESSON_TOKEN": token, "NN_LESSON_NEW_RUN": "on"}
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/data/runs"), bool)
+        code, answer, _ = post_raw(address, port, b'{"epochs": 1}',
+                                   {"Host": f"{address}:{port}", "X-Lesson-New-Run": token})
+        assert code == 403 and address in answer["error"], answer
+        code, answer, _ = post_raw("127.0.0.1", port, b'{"activation": "gelu"}',
+                                   {"Host": f"127.0.0.1:{port}", "X-Lesson-New-Run": token})
+        assert code == 400 and "one of" in answer["error"], answer
+        assert sorted(p.name for p in runs.iterdir()) == ["first-lesson"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False

@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import re
+import sys
 import threading
 import time
 from pathlib import Path, PurePosixPath
@@ -100,9 +101,13 @@ class LessonPlugin(base_plugin.TBPlugin):
         self._lock = threading.Lock()
         self._cache: collections.OrderedDict = collections.OrderedDict()
         self._kinds: dict = {}                  # snapshot file (path, mtime, size) -> what /runs says of it
-        self._training = threading.Lock()       # one new run at a time
         self._active = False
         self._checked = -math.inf
+        from nn_lesson.lesson.board.new_run import NewRunGate
+        flags = getattr(context, "flags", None)
+        self._gate = NewRunGate(flags)          # who may start a run from the tab, one at a time, how many
+        if flags is not None:                   # a real server: its user learns the token on their terminal
+            print(self._gate.address_line(flags), file=sys.stderr, flush=True)
 
     # ---- TensorBoard's side ----
     def frontend_metadata(self) -> base_plugin.FrontendMetadata:
@@ -181,27 +186,37 @@ class LessonPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_new_run(self, request):
-        from nn_lesson.lesson.board.new_run import NewRunRefused, train_new_run
-        refusal = _cross_origin(request)
+        """Train one lesson run for the local user who started this server (lesson/board/new_run.py says who may,
+        and why); every refusal is 4xx JSON in one line."""
+        from nn_lesson.lesson.board.new_run import NewRunRefused, command_line, parse_body, train_new_run
+        gate = self._gate
+        refusal = gate.refusal(request)
         if refusal:
             return _json(request, {"error": refusal}, 403)
         if not self._logdir:
             return _json(request, {"error": "this TensorBoard has no --logdir to write a new run into"}, 400)
         try:
-            settings = json.loads(request.get_data(cache=False, as_text=True) or "{}")
-        except ValueError:
-            return _json(request, {"error": "the request body is not JSON"}, 400)
-        if not self._training.acquire(blocking=False):
+            settings = parse_body(request)
+            command_line(Path(self._logdir), settings)          # the settings, checked before any bound is spent
+        except NewRunRefused as err:
+            return _json(request, {"error": str(err)}, err.status)
+        if not gate.training.acquire(blocking=False):
             return _json(request, {"error": "a new run is already training; one at a time"}, 409)
-        def build():
-            try:
-                return train_new_run(Path(self._logdir), settings)
-            except NewRunRefused as err:
-                raise BadRequest(str(err), err.status) from None
         try:
+            bound = gate.bound()
+            if bound:
+                return _json(request, {"error": bound}, 429)
+
+            def build():
+                try:
+                    done = train_new_run(Path(self._logdir), settings)
+                except NewRunRefused as err:
+                    raise BadRequest(str(err), err.status) from None
+                gate.account(Path(self._logdir), done["run"])
+                return done
             return self._answer(request, build)
         finally:
-            self._training.release()
+            gate.training.release()
 
     @wrappers.Request.application
     def _serve_run(self, request):
@@ -324,25 +339,6 @@ class LessonPlugin(base_plugin.TBPlugin):
         if loaded["kind"] != "lesson":
             return {**_model_step(loaded["log"], row), "kind": loaded["kind"]}
         return _lesson_step(loaded, row)
-
-
-NEW_RUN_HEADER = "X-Lesson-New-Run"
-
-
-def _cross_origin(request) -> str | None:
-    """Why a request to train may not come from this page, or None. The tab sends a custom header, which a
-    page of another origin cannot add without a CORS preflight that TensorBoard never grants; a browser's
-    Origin and Sec-Fetch-Site, when present, must name this server too."""
-    if request.method != "POST":
-        return "a new run is asked for with POST"
-    if request.headers.get(NEW_RUN_HEADER) != "1":
-        return f"refused: the {NEW_RUN_HEADER} header is missing (only the Lesson tab itself starts runs)"
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
-        return f"refused: a request from another origin ({origin[:80]})"
-    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-        return "refused: a cross-site request"
-    return None
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -51,10 +53,20 @@ def tensorboard_command(logdir: Path, port: int) -> list[str]:
             "--port", str(port), "--samples_per_plugin", SAMPLES, "--load_fast", "false", "--reload_interval", "2"]
 
 
-def start_tensorboard(logdir: Path, port: int | None = None, timeout: float = 60) -> tuple[subprocess.Popen, str]:
-    """Start the server and wait until it answers; returns the process and its URL."""
+def start_tensorboard(logdir: Path, port: int | None = None, timeout: float = 60, token: str | None = None,
+                      announce: bool = True) -> tuple[subprocess.Popen, str]:
+    """Start the server and wait until it answers; returns the process and its URL.
+
+    The Lesson tab's "+ run" token (lesson/board/new_run.py) is chosen here, handed to the server in its
+    environment (which other local users cannot read; never on the command line, which they can) and kept as
+    `proc.lesson_token`; with `announce`, the address that carries it (after '#') is printed on stderr, for the
+    user who started the server alone."""
     port = port or free_port()
-    proc = subprocess.Popen(tensorboard_command(logdir, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    token = token or secrets.token_urlsafe(24)
+    env = {**os.environ, "NN_LESSON_TOKEN": token}
+    proc = subprocess.Popen(tensorboard_command(logdir, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=env)
+    proc.lesson_token = token
     url = f"http://127.0.0.1:{port}/"  # callers add "#lesson" to open on the Lesson tab
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,8 +75,16 @@ def start_tensorboard(logdir: Path, port: int | None = None, timeout: float = 60
                                f"{proc.stderr.read().decode(errors='replace').strip().splitlines()[-1:]}")
         try:
             with urllib.request.urlopen(url + "data/runs", timeout=2):
+                if announce:
+                    print(f"nn-lesson: to train runs from the Lesson tab (\"+ run\"), open {token_address(url, token)} "
+                          "once in your browser; keep that address to yourself", file=sys.stderr, flush=True)
                 return proc, url
         except OSError:
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"tensorboard did not answer on {url} within {timeout:.0f} s")
+
+
+def token_address(url: str, token: str) -> str:
+    """The Lesson tab's address that hands the browser the "+ run" token (after '#': never sent to a server)."""
+    return f"{url}#lesson&token={token}"

@@ -21,7 +21,7 @@ const SPEEDS = [1, 2, 5, 10, 30];
 const state = {
   runs: [], details: {}, run: null, info: null, row: 0, mode: 'free', stop: 0, view: 'after', viewChosen: false,
   step: null, selected: null, hovered: null, seq: 0, compare: null, compareInfo: null, compareStep: null,
-  timer: null, speed: 2, mapSeq: 0,
+  timer: null, speed: 2, mapSeq: 0, token: '',
 };
 
 function el(tag, attrs, children) {
@@ -160,7 +160,28 @@ function writeHash() {
   }
 }
 
+// ---- "+ run"'s token: printed only where TensorBoard was started, opened once as …#lesson&token=…, kept in this
+// browser for this server's address, and taken out of the address bar (the part after '#' is never sent) ----
+const TOKEN_KEY = 'nn-lesson-new-run-token';
+
+function keepToken() {
+  const target = hashTarget();
+  const parts = target.hash.replace(/^#/, '').split('&');
+  const given = parts.find((p) => p.startsWith('token='));
+  let token = given ? decodeURIComponent(given.slice('token='.length)) : '';
+  try {
+    if (token) localStorage.setItem(TOKEN_KEY, token);
+    else token = localStorage.getItem(TOKEN_KEY) || '';
+  } catch (err) { /* no storage: the token lasts as long as this page */ }
+  if (given) {
+    const rest = parts.filter((p) => p !== given).join('&');
+    try { target.replace(target.href.split('#')[0] + '#' + rest); } catch (err) { /* the address is a convenience */ }
+  }
+  return token;
+}
+
 export async function render() {
+  state.token = keepToken();
   document.head.append(el('style', {}, STYLE));
   const runSelect = el('select', {id: 'run', title: 'the run on screen'});
   const compareSelect = el('select', {id: 'compare', title: 'a second run beside it, at the same step'});
@@ -966,10 +987,15 @@ async function newRun() {
   const value = (id) => document.getElementById(id).value;
   const settings = {lr: value('nr-lr'), activation: value('nr-activation'), init: value('nr-init'), seed: value('nr-seed'),
     loss: value('nr-loss'), batch_size: value('nr-batch'), epochs: value('nr-epochs')};
+  if (!state.token) {
+    status.textContent = '“+ run” needs this server’s token: open the address printed where TensorBoard was started '
+      + '(…#lesson&token=…) once in this browser';
+    return;
+  }
   status.textContent = 'training…';
   document.getElementById('nr-train').disabled = true;
   try {
-    const response = await fetch('./new_run', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-Lesson-New-Run': '1'},
+    const response = await fetch('./new_run', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-Lesson-New-Run': state.token},
       body: JSON.stringify(settings)});
     const body = await response.json();
     if (!response.ok) throw new Error(body.error || response.statusText);
