@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import threading
 import shutil
 import zipfile
 from pathlib import Path
@@ -375,3 +376,86 @@ def test_sizes_are_bounded_before_any_allocation(tmp_path, args, words):
     result = run_cli(*args, "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
     assert result.returncode == 2 and words in result.stderr.strip().splitlines()[-1], result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
+
+
+# ---- 5. files that change while the server reads them ----
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> tuple[Path, Path]:
+    """Two lesson runs of 30 steps whose files are the same size, told apart by lr (0.5 and 2.0)."""
+    root = tmp_path_factory.mktemp("two-runs")
+    for lr in ("0.5", "2.0"):
+        result = run_cli("--quiet", "--name", f"lr{lr}", "--lr", lr, "--epochs", "5", "--logdir", str(root), cwd=root)
+        assert result.returncode == 0, result.stderr
+    a, b = root / "lr0.5" / "snapshots.npz", root / "lr2.0" / "snapshots.npz"
+    assert a.stat().st_size == b.stat().st_size
+    return a, b
+
+
+def test_a_link_anywhere_on_the_way_is_never_followed(two_runs, tmp_path):
+    """Not even a link that stays inside the logdir: every folder and the file are opened without following one."""
+    a, b = two_runs
+    runs = tmp_path / "runs"
+    (runs / "real").mkdir(parents=True)
+    shutil.copy(a, runs / "real" / "snapshots.npz")
+    (runs / "file-link").mkdir()
+    os.symlink(b, runs / "file-link" / "snapshots.npz")                   # the file: a link outside
+    (runs / "inner-link").mkdir()
+    os.symlink(runs / "real" / "snapshots.npz", runs / "inner-link" / "snapshots.npz")   # a link inside
+    os.symlink(runs / "real", runs / "folder-link")                        # a folder on the way
+    (runs / "deep").mkdir()
+    os.symlink(b.parent.parent, runs / "deep" / "up")                      # deep/up/lr2.0: a link mid-way
+    client = client_for(runs)
+    assert get(client, "runs")[1]["runs"] == ["real"]
+    assert get(client, "run", run="real")[0] == 200
+    for name in ("file-link", "inner-link", "folder-link", "deep/up/lr2.0", "folder-link/."):
+        for route in ROUTES:
+            status, body, _ = get(client, route, run=name, step="0")
+            assert status == 400 and "symbolic link" in body["error"] and "steps" not in body, (name, route, body)
+
+
+def answer_within(call, seconds: float = 30):
+    """call() in a thread; (done, result). A bound on a failure only: an open that blocks never returns."""
+    box = []
+    thread = threading.Thread(target=lambda: box.append(call()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return bool(box), box[0] if box else None
+
+
+def test_a_fifo_or_a_folder_in_place_of_the_file_is_refused_without_blocking(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "pipe").mkdir(parents=True)
+    fifo = runs / "pipe" / "snapshots.npz"
+    os.mkfifo(fifo)
+    client = client_for(runs)
+    plugin = LessonPlugin(base_plugin.TBContext(logdir=str(runs)))
+    try:
+        for route in ROUTES:
+            done, (status, body, kind) = answer_within(lambda: get(client, route, run="pipe", step="0"))
+            assert done and status == 400 and "not a regular file (a pipe)" in body["error"], (route, body)
+        done, described = answer_within(lambda: plugin._describe("pipe"))          # as /runs would describe it
+        assert done and described["kind"] == "unreadable"
+    finally:  # a reader blocked on the FIFO (a regression) is let go: a writer opens it
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+
+def test_an_atomic_replace_is_read_afresh_at_the_next_request(two_runs, tmp_path):
+    """The new file has the old one's size and mtime, as a copy that keeps times has: only its inode differs."""
+    a, b = two_runs
+    runs = tmp_path / "runs"
+    (runs / "swap").mkdir(parents=True)
+    target = runs / "swap" / "snapshots.npz"
+    shutil.copy(a, target)
+    stamp = os.stat(target).st_mtime_ns
+    client = client_for(runs)
+    for source, lr in ((b, 2.0), (a, 0.5), (b, 2.0)):
+        shutil.copy(source, runs / "swap" / ".incoming")
+        os.utime(runs / "swap" / ".incoming", ns=(stamp, stamp))
+        before = get(client, "run", run="swap")[1]["config"]["lr"]
+        os.replace(runs / "swap" / ".incoming", target)
+        assert get(client, "run", run="swap")[1]["config"]["lr"] == lr != before
+        assert get(client, "step", run="swap", step="3")[1]["lr"] == lr
+        assert {d["run"]: d["kind"] for d in get(client, "runs")[1]["details"]} == {"swap": "lesson"}

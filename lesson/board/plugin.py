@@ -40,11 +40,14 @@ from werkzeug import wrappers
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 
+from nn_lesson.lesson.board.safe_open import NotRegularFile, identity, opened
+
 PLUGIN_NAME = "lesson"
 SNAPSHOT_FILE = "snapshots.npz"
 STATIC = Path(__file__).parent / "static"
 MAX_DEPTH = 4          # how deep under the logdir runs are looked for
 CACHE_RUNS = 4         # run records kept in memory (a lesson run is ~0.2 MB)
+CACHE_KINDS = 4096     # /runs entries kept (a few hundred bytes each)
 ACTIVE_RECHECK_S = 5.0  # is_active() looks at the disk at most this often while it finds nothing
 
 
@@ -100,7 +103,7 @@ class LessonPlugin(base_plugin.TBPlugin):
         self._logdir = context.logdir or ""
         self._lock = threading.Lock()
         self._cache: collections.OrderedDict = collections.OrderedDict()
-        self._kinds: dict = {}                  # snapshot file (path, mtime, size) -> what /runs says of it
+        self._kinds: collections.OrderedDict = collections.OrderedDict()   # (run, file identity) -> /runs entry
         self._active = False
         self._checked = -math.inf
         from nn_lesson.lesson.board.new_run import NewRunGate
@@ -164,24 +167,26 @@ class LessonPlugin(base_plugin.TBPlugin):
         """{run, kind ("lesson", "bridge", "model" or "unreadable"), modified (seconds since the epoch)}, from the
         snapshot file's header alone, cached while the file is unchanged."""
         from nn_lesson.hooks.snapshot_file import SnapshotFileError, read_snapshot_header
-        path = Path(self._logdir) / run / SNAPSHOT_FILE
         try:
-            st = path.stat()
-        except OSError:
+            with opened(Path(self._logdir), _parts(run), SNAPSHOT_FILE) as (_, st, readable):
+                key = (run, identity(st))
+                with self._lock:
+                    if key in self._kinds:
+                        self._kinds.move_to_end(key)
+                        return self._kinds[key]
+                try:
+                    record = read_snapshot_header(readable).get("record")
+                    kind = record.get("kind") if isinstance(record, dict) else "model"
+                    kind = kind if kind in ("lesson", "bridge") else "model"   # any other log: your own model
+                except (SnapshotFileError, OSError):
+                    kind = "unreadable"
+        except OSError:       # gone, a link, a pipe: never read
             return {"run": run, "kind": "unreadable", "modified": 0}
-        key = (str(path), st.st_mtime_ns, st.st_size)
-        with self._lock:
-            if key in self._kinds:
-                return self._kinds[key]
-        try:
-            record = read_snapshot_header(path).get("record")
-            kind = record.get("kind") if isinstance(record, dict) else "model"
-            kind = kind if kind in ("lesson", "bridge") else "model"   # any other log: your own model
-        except (SnapshotFileError, OSError):
-            kind = "unreadable"
         described = {"run": run, "kind": kind, "modified": st.st_mtime}
         with self._lock:
             self._kinds[key] = described
+            while len(self._kinds) > CACHE_KINDS:
+                self._kinds.popitem(last=False)
         return described
 
     @wrappers.Request.application
@@ -274,14 +279,8 @@ class LessonPlugin(base_plugin.TBPlugin):
             raise BadRequest("run: '..' is refused; name a run folder under the logdir")
         if not self._logdir:
             raise BadRequest("this TensorBoard has no --logdir")
-        root = Path(self._logdir).resolve()
-        folder = (root / run).resolve()
-        snapshot = (folder / SNAPSHOT_FILE)
-        if not _inside(folder, root) or (snapshot.exists() and not _inside(snapshot.resolve(), root)):
-            raise BadRequest("run: resolves outside the logdir (a symlink?); refused")
-        if not snapshot.is_file():
-            raise BadRequest(f"run: no run {run!r} with a {SNAPSHOT_FILE} under the logdir")
-        return snapshot
+        # Spelled under the logdir, not yet looked at: _load opens it without following any link (safe_open.py).
+        return Path(self._logdir).resolve().joinpath(*_parts(run), SNAPSHOT_FILE)
 
     @staticmethod
     def _step_arg(request, loaded: dict) -> int:
@@ -317,15 +316,31 @@ class LessonPlugin(base_plugin.TBPlugin):
 
     # ---- reading runs ----
     def _load(self, snapshot: Path) -> dict:
-        """The run behind a snapshot file, cached while the file is unchanged."""
-        st = snapshot.stat()
-        key = (str(snapshot), st.st_mtime_ns, st.st_size)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        loaded = _read_run(snapshot)
-        loaded["name"] = PurePosixPath(*snapshot.parent.relative_to(Path(self._logdir).resolve()).parts).as_posix() or "."
+        """The run behind a snapshot file (as _run_arg spells it), cached while it is the same file: the cache is
+        keyed by the opened file's identity (device, inode, size, mtime, ctime), so an atomic replace is read
+        afresh at the next request. Every folder on the way and the file are opened without following a link,
+        the file must be regular (checked on the descriptor), and what is read is that very descriptor's file."""
+        root = Path(self._logdir).resolve()
+        parts = snapshot.parent.relative_to(root).parts
+        name = PurePosixPath(*parts).as_posix() if parts else "."
+        try:
+            with opened(root, parts, SNAPSHOT_FILE) as (_, st, readable):
+                key = (name, identity(st))
+                with self._lock:
+                    if key in self._cache:
+                        self._cache.move_to_end(key)
+                        return self._cache[key]
+                loaded = _read_run(readable, snapshot)
+        except NotRegularFile as err:
+            raise BadRequest(f"run: {name}/{err}; refused") from None
+        except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise BadRequest(f"run: no run {name!r} with a {SNAPSHOT_FILE} under the logdir") from None
+            if err.errno == errno.ELOOP:
+                raise BadRequest(f"run: {name!r} reaches its {SNAPSHOT_FILE} through a symbolic link, which could lead "
+                                 "outside the logdir; refused") from None
+            raise
+        loaded["name"] = name
         with self._lock:
             self._cache[key] = loaded
             while len(self._cache) > CACHE_RUNS:
@@ -341,8 +356,9 @@ class LessonPlugin(base_plugin.TBPlugin):
         return _lesson_step(loaded, row)
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
+def _parts(run: str) -> tuple[str, ...]:
+    """A run name's folders under the logdir ("." and empty parts dropped; '..' was refused before)."""
+    return tuple(p for p in PurePosixPath(run).parts if p not in (".", ""))
 
 
 def _private(record):
@@ -369,9 +385,10 @@ def _jsonable(value):
     return _finite(value) if isinstance(value, float) else value
 
 
-def _read_run(snapshot: Path) -> dict:
+def _read_run(snapshot: str, shown: Path) -> dict:
     """A lesson run (its record), or any other recorded model: a bridge run, or a user's own log written by
-    write_tensorboard; told apart by the header alone."""
+    write_tensorboard; told apart by the header alone. `snapshot` is what is read (the opened file), `shown`
+    the name errors give."""
     from nn_lesson.hooks import SnapshotLog
     from nn_lesson.hooks.snapshot_file import read_snapshot_header
     from nn_lesson.lesson.run.record import RunRecord
@@ -384,7 +401,7 @@ def _read_run(snapshot: Path) -> dict:
             return {"kind": kind, "log": log, "run_json": _model_run(log, kind)}
         record = RunRecord.load(snapshot)
     except (OSError, ValueError) as err:  # SnapshotFileError is a ValueError: one line, the file's problem
-        raise BadRequest(f"run: {snapshot.name} cannot be read: {err}") from None
+        raise BadRequest(f"run: {shown.name} cannot be read: {str(err).replace(snapshot, str(shown))}") from None
     return {"kind": "lesson", "log": record.log, "record": record, "run_json": _lesson_run(record),
             "lr": record.log.lr.tolist() if record.log.has("lr") else [record.config.lr] * len(record.log)}
 
