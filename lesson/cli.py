@@ -118,6 +118,7 @@ examples:
                                          the bridge on two processes (DDP); rank 0 writes the run
   nn-lesson --serve                      the lesson, then TensorBoard on 127.0.0.1: open the printed
                                          address, which lands on the Lesson tab
+  nn-lesson serve                        TensorBoard on the runs you already have, training nothing
   tensorboard --logdir runs --samples_per_plugin images=100000,text=100000
                                          TensorBoard on runs you already have (every step's diagram and
                                          table kept; TensorBoard keeps 10 of each otherwise)
@@ -171,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         parser = bridge_parser()
         from nn_lesson.lesson.commands.bridge import bridge_command
         return bridge_command(parser, parser.parse_args(argv[1:]))
+    if argv[:1] == ["serve"]:
+        parser = serve_parser()
+        from nn_lesson.lesson.commands.lesson import serve_command
+        return serve_command(parser, parser.parse_args(argv[1:]))
     if argv[:1] == ["lab"]:
         parser = lab_parser()
         from nn_lesson.lesson.commands.lab import lab_command
@@ -217,6 +222,16 @@ example:
   nn-lesson lab --lr 0.01 0.5 5          verdicts: too slow, good, overshoots (and lr 5, too high, ends
                                          with the lowest loss: the page tells with its epochs how)
 """
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nn-lesson serve",
+        description="TensorBoard on 127.0.0.1 for the runs already in the log directory, training nothing: the "
+                    "printed address opens on the Lesson tab (its newest lesson run). Ctrl-C stops it.")
+    p.add_argument("--logdir", type=Path, default=Path("runs"), help="the run folders to show (default: runs)")
+    p.add_argument("--port", type=port, help="port (default: a free one)")
+    return p
 
 
 def lab_parser() -> argparse.ArgumentParser:

@@ -163,6 +163,27 @@ def test_sigterm_under_serve_stops_our_tensorboard_too(tmp_path):
         urllib.request.urlopen(url + "data/runs", timeout=5)
 
 
+def test_serve_shows_the_runs_that_exist_and_trains_nothing(tmp_path, written_run):
+    """`nn-lesson serve`: TensorBoard on the runs already there (the README's class order no longer piles up
+    identical runs); no run folder is added; SIGTERM stops our TensorBoard too; no runs is one line, exit 2."""
+    import shutil
+    runs = tmp_path / "runs"
+    shutil.copytree(written_run[0], runs / "first-lesson")
+    proc = start("serve", "--logdir", str(runs), cwd=tmp_path)
+    printed = wait_for_line(proc.stdout, r"^TensorBoard: ").split()[1]
+    url = printed.split("#")[0]
+    with urllib.request.urlopen(url + "data/plugin/lesson/runs", timeout=30) as r:
+        listed = json.loads(r.read())
+    assert "first-lesson" in json.dumps(listed)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and no_traceback(out, err)
+    assert sorted(p.name for p in runs.iterdir()) == ["first-lesson"]     # nothing trained, nothing written
+    empty = run_cli("serve", "--logdir", str(tmp_path / "nothing-here"), cwd=tmp_path)
+    assert empty.returncode == 2 and len(empty.stderr.strip().splitlines()[-1:]) == 1
+    assert "is not a folder of runs" in empty.stderr and not (tmp_path / "nothing-here").exists()
+
+
 def test_a_write_that_fails_midway_keeps_the_snapshots_and_says_where(tmp_path):
     """A real write failure: the process may write at most 1 MB per file (RLIMIT_FSIZE), so the 8 MB event
     file fails while the snapshot file (under 1 MB) still fits elsewhere."""

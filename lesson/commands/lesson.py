@@ -143,6 +143,22 @@ def save_elsewhere(record, claim: RunClaim, err: OSError) -> int:
     return 1
 
 
+def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """nn-lesson serve: TensorBoard on the runs that exist, nothing trained or written."""
+    logdir = args.logdir
+    if not logdir.is_dir():
+        parser.error(f"argument --logdir: {logdir} is not a folder of runs; `nn-lesson` writes one there first")
+    if not any(p.is_dir() and not p.name.startswith(".") for p in logdir.iterdir()):
+        parser.error(f"argument --logdir: {logdir} holds no runs yet; `nn-lesson` trains one there")
+    if args.port is not None:
+        from nn_lesson.lesson.board.serve import port_is_free
+        if not port_is_free(args.port):
+            parser.error(f"argument --port: 127.0.0.1:{args.port} is already in use; choose another port, or leave "
+                         "--port out for a free one")
+    with stopping_by_signal():  # SIGTERM as Ctrl-C: the TensorBoard we started stops with us
+        return serve(logdir, args.port)
+
+
 def serve(logdir: Path, port: int | None) -> int:
     from nn_lesson.lesson.board.serve import start_tensorboard
     try:
