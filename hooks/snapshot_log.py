@@ -25,7 +25,7 @@ import torch
 
 from nn_lesson.hooks.columns import FIRST_CHUNK_ROWS, Column
 from nn_lesson.hooks.snapshot_file import is_column, read_snapshot_file, write_snapshot_file
-from nn_lesson.hooks.statistics import STAT_NAMES, WorkBuffers, multi_stats
+from nn_lesson.hooks.statistics import STAT_NAMES, WorkBuffers, row_stats
 
 # Steps staged before they are stacked into the columns: one chunk's first rows (see columns.py), so
 # that one stack serves many steps and lands in one chunk -- unless they hold more than STAGED_BYTES, so
@@ -104,7 +104,6 @@ class SnapshotLog:
         self._stats_before: torch.Tensor | None = None
         self._stats_after: tuple[list[int], torch.Tensor] | None = None
         self._work = WorkBuffers()  # the statistics' temporaries, reused by every flush: memory stays flat
-        self._jobs: list[tuple[str, int, torch.Tensor]] = []   # (statistics column, row, tensor) of this flush
         self.steps = 0        # committed steps
         # Cells left out because the captured tensor was changed in place before it was stored: column -> rows.
         # The Recorder reports them; recording never raises for what the user's step did.
@@ -191,7 +190,6 @@ class SnapshotLog:
             for name, (rows_, values) in by_name.items():
                 self._put(name, rows_, values)
         self._put_updates()
-        self._run_jobs()
         self._staged = []
 
     def _put_updates(self) -> None:
@@ -202,22 +200,8 @@ class SnapshotLog:
         rows = after[0]
         update = torch.sub(after[1], before, out=self._work.get("update", tuple(before.shape), before.dtype))
         for p in self.params:
-            self._jobs += [(f"stats:{p.name}:update", row, update[i, p.offset: p.offset + p.numel])
-                           for i, row in enumerate(rows)]
-
-    def _run_jobs(self) -> None:
-        """The flush's statistics, every tensor of every step at once (multi_stats), into their columns."""
-        jobs, self._jobs = self._jobs, []
-        if not jobs:
-            return
-        results = multi_stats([t for _, _, t in jobs], self.stat_bins)
-        by_column: dict[str, tuple[list[int], list[torch.Tensor]]] = {}
-        for (name, row, _), result in zip(jobs, results):
-            rows, values = by_column.setdefault(name, ([], []))
-            rows.append(row)
-            values.append(result)
-        for name, (rows, values) in by_column.items():
-            self.column(name, values[0]).put_block(rows, torch.stack(values))
+            stats = row_stats(update[:, p.offset: p.offset + p.numel], self.stat_bins, self._work)
+            self.column(f"stats:{p.name}:update", stats[0]).put_block(rows, stats)
 
     def _put(self, name: str, rows: list[int], items) -> None:
         """Write one column's staged rows; items are (name, value, version-when-captured or None). Runs for
@@ -270,13 +254,8 @@ class SnapshotLog:
         column.put_rows(rows, [torch.tensor(s) for s in shapes])
 
     def _put_stats(self, name: str, rows: list[int], tensors: list[torch.Tensor]) -> None:
-        """Statistics policy: the staged values of a batch of steps become statistics jobs, reduced all at once
-        at the end of the flush (_run_jobs); the raw values are dropped. Only the flat parameter rows are
-        stacked (after − before gives the updates); any other tensor is reduced where it lies."""
-        if not name.startswith("param_"):
-            self._jobs += [(f"stats:{name}", row, t) for row, t in zip(rows, tensors)]
-            return
-        if any(t.shape != tensors[0].shape for t in tensors):  # a parameter joined mid-flush: one by one
+        """Statistics policy: reduce a batch of staged steps to statistics rows; the raw values are dropped."""
+        if any(t.shape != tensors[0].shape for t in tensors):  # batches of different sizes: one by one
             for row, t in zip(rows, tensors):
                 self._put_stats(name, [row], [t])
             return
@@ -292,9 +271,12 @@ class SnapshotLog:
                 return
             if which == "value":
                 self._stats_before = stacked
-            for p in self.params:
-                self._jobs += [(f"stats:{p.name}:{which}", row, stacked[i, p.offset: p.offset + p.numel])
-                               for i, row in enumerate(rows)]
+            groups = [(f"{p.name}:{which}", stacked[:, p.offset: p.offset + p.numel]) for p in self.params]
+        else:
+            groups = [(name, stacked)]
+        for stat_name, values in groups:
+            stats = row_stats(values, self.stat_bins, self._work)
+            self.column(f"stats:{stat_name}", stats[0]).put_block(rows, stats)
 
     def column(self, name: str, like: torch.Tensor | None = None, row_shape: tuple[int, ...] | None = None,
                dtype: torch.dtype | None = None) -> Column:

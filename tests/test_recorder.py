@@ -437,18 +437,3 @@ def test_large_tensors_reduced_when_seen_equal_the_statistics_of_the_full_values
             expected = row_stats(full.log.values(name)[step][None], stats.stat_bins)[0]
             assert torch.allclose(stats.values(f"stats:{name}")[step], expected, rtol=1e-5, atol=1e-6), (name, step)
     assert full.log.values("act:conv")[1].numel() >= 1 << 16
-
-
-def test_statistics_of_many_tensors_at_once_equal_each_tensors_own():
-    """multi_stats (a flush's tensors reduced together) gives row_stats of each tensor, bit for bit: float32 and
-    float64 alike, rows long enough to be sampled, a constant tensor, a tensor of one number."""
-    from nn_lesson.hooks.statistics import multi_stats, row_stats
-    g = torch.Generator().manual_seed(0)
-    tensors = [torch.randn(16, 64, 128, generator=g), torch.randn(128, 128, generator=g), torch.randn(7, generator=g),
-               torch.randn(3, 5, generator=g).double(), torch.full((10,), 2.0), torch.randn(1, generator=g),
-               torch.randn(100, generator=g) * 1e-3]
-    for together, tensor in zip(multi_stats(tensors, 16), tensors):
-        alone = row_stats(tensor.reshape(1, -1), 16)[0]
-        assert together.dtype == alone.dtype and torch.equal(together, alone)
-    with_nan = [torch.tensor([1.0, float("nan"), 3.0]), torch.randn(5, generator=g)]   # padding: the masked path
-    assert torch.equal(multi_stats(with_nan, 4)[0], row_stats(with_nan[0][None], 4)[0])
