@@ -459,3 +459,100 @@ def test_an_atomic_replace_is_read_afresh_at_the_next_request(two_runs, tmp_path
         assert get(client, "run", run="swap")[1]["config"]["lr"] == lr != before
         assert get(client, "step", run="swap", step="3")[1]["lr"] == lr
         assert {d["run"]: d["kind"] for d in get(client, "runs")[1]["details"]} == {"swap": "lesson"}
+
+
+@pytest.mark.server
+def test_swaps_under_a_run_on_a_real_server_never_serve_outside_data_and_never_hang(two_runs, tmp_path):
+    """16 threads read run `link` from a real tensorboard while its snapshots.npz is replaced, over and over, by a
+    link to a run outside the logdir (lr 2.0), by a FIFO, and by the run's own file (lr 0.5). Every answer is the
+    run's own numbers or 4xx JSON; none waits on the FIFO; with the file back, the run's own file is served."""
+    import urllib.error
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+    from nn_lesson.lesson.board.serve import start_tensorboard
+    a, b = two_runs
+    runs = tmp_path / "runs"
+    (runs / "link").mkdir(parents=True)
+    own = tmp_path / "own.npz"                       # kept outside the logdir: hard-linked in for each swap
+    shutil.copy(a, own)
+    target = runs / "link" / "snapshots.npz"
+    os.link(own, target)
+    proc, url = start_tensorboard(runs, announce=False)
+    done = threading.Event()
+    swaps = [0]
+
+    def swapper():
+        incoming = runs / "link" / ".incoming"
+        while not done.is_set():
+            for make in (lambda: os.symlink(b, incoming), lambda: os.mkfifo(incoming), lambda: os.link(own, incoming)):
+                make()
+                os.replace(incoming, target)
+                swaps[0] += 1
+
+    def fetch(path):
+        try:
+            with urllib.request.urlopen(url + "data/plugin/lesson/" + path, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    start = threading.Barrier(16)
+
+    def reader(k):
+        start.wait(timeout=60)
+        return [(path, fetch(path)) for path in ("run?run=link", "step?run=link&step=3", "runs") * 4]
+    try:
+        assert fetch("run?run=link")[1]["config"]["lr"] == 0.5
+        swapping = threading.Thread(target=swapper, daemon=True)
+        swapping.start()
+        with ThreadPoolExecutor(16) as pool:
+            answers = [pair for part in pool.map(reader, range(16)) for pair in part]
+        done.set()
+        swapping.join(timeout=60)
+        outside, statuses = [], {}
+        for path, (status, body) in answers:
+            statuses[status] = statuses.get(status, 0) + 1
+            assert status == 200 or (400 <= status < 500 and body["error"]), (path, status, body)
+            if status == 200 and path != "runs":
+                if body.get("config", {}).get("lr", body.get("lr")) != 0.5:
+                    outside.append(path)
+        assert len(answers) == 16 * 12 and outside == [] and swaps[0] > 3, (len(answers), outside, swaps)
+        os.unlink(target)
+        os.link(own, target)                                   # the run's own file back in place
+        assert fetch("run?run=link")[1]["config"]["lr"] == 0.5
+        assert fetch("step?run=link&step=3")[1]["lr"] == 0.5
+        assert fetch("runs")[1]["runs"] == ["link"]
+    finally:
+        done.set()
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("swap", ["a link outside", "a FIFO"])
+def test_a_swap_between_the_open_and_the_read_changes_nothing(two_runs, tmp_path, monkeypatch, swap):
+    """Forced at the worst moment: the file is replaced right after the route opened it and before it reads a
+    byte. What is read is the opened file (lr 0.5), never the link's target (lr 2.0), and the FIFO is never
+    opened; the next request meets the replacement and is refused."""
+    import contextlib
+    from nn_lesson.lesson.board import plugin as plugin_module
+    a, b = two_runs
+    runs = tmp_path / "runs"
+    (runs / "run").mkdir(parents=True)
+    target = runs / "run" / "snapshots.npz"
+    shutil.copy(a, target)
+    real_opened = plugin_module.opened
+
+    @contextlib.contextmanager
+    def swapped_after_open(*args):
+        with real_opened(*args) as got:
+            incoming = runs / "run" / ".incoming"
+            os.symlink(b, incoming) if swap == "a link outside" else os.mkfifo(incoming)
+            os.replace(incoming, target)
+            yield got
+    monkeypatch.setattr(plugin_module, "opened", swapped_after_open)
+    client = client_for(runs)
+    done, (status, body, _) = answer_within(lambda: get(client, "run", run="run"))
+    assert done and status == 200 and body["config"]["lr"] == 0.5
+    monkeypatch.setattr(plugin_module, "opened", real_opened)
+    done, (status, body, _) = answer_within(lambda: get(client, "step", run="run", step="3"))
+    assert done and status == 400 and ("symbolic link" in body["error"] or "a pipe" in body["error"]), body
