@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -481,3 +482,23 @@ def test_each_page_names_its_moment_and_the_held_out_students_come_from_the_reco
     assert held["right"] == [bool(int(c.argmax()) == int(t)) for c, t in zip(conf, truth)]
     assert sum(held["raw"], []) == pytest.approx(record.held_out.features.flatten().tolist())
     assert held["step"] == int(record.log.step[-1])
+
+
+def test_a_name_from_the_data_reads_as_written_in_the_page_titles(tmp_path):
+    """Escaped once for markdown in the pages, the tab's titles carry the name itself (the tab sets them as
+    text, so they stay inert): not '&#60;img src=x …&#62;'."""
+    from conftest import run_cli
+    data = tmp_path / "students.csv"
+    rows = (Path(__file__).parent.parent / "data" / "students.csv").read_text().splitlines()
+    rows[1] = rows[1].replace("Sarah", "<img src=x onerror=alert(1)> & Bo|b")
+    data.write_text("\n".join(rows) + "\n")
+    result = run_cli("--quiet", "--name", "names", "--epochs", "1", "--data", str(data), "--logdir",
+                     str(tmp_path / "runs"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    client = werkzeug_test.Client(application.TensorBoardWSGI(
+        [LessonPlugin(base_plugin.TBContext(logdir=str(tmp_path / "runs")))]), wrappers.Response)
+    status, run = get(client, "run", run="names")
+    titles = [p["title"] for p in run["pages"]]
+    assert status == 200 and any("<img src=x onerror=alert(1)> & Bo|b" in t for t in titles), titles
+    assert not any("&#" in t for t in titles)
+    assert "<img" not in "".join(p["html"] for p in run["pages"])            # the page bodies stay escaped

@@ -465,6 +465,7 @@ def _lesson_run(record) -> dict:
     from tensorboard.plugin_util import markdown_to_safe_html
     from nn_lesson.lesson.board.diagram import FIXED_SCALE
     from nn_lesson.lesson.story.names import HIDDEN_LABELS, INPUT_LABELS, INPUT_UNITS, OUTPUT_LABELS
+    from nn_lesson.lesson.story.escape import terminal
     from nn_lesson.lesson.story.pages import lesson_pages
     from nn_lesson.lesson.story.worked import worked_weight
     log, c = record.log, record.config
@@ -486,7 +487,9 @@ def _lesson_run(record) -> dict:
         "params": {p.name: list(p.shape) for p in log.params},
         # One scale for every run and for the Images dashboard's diagrams, so that two runs compare.
         "scale": FIXED_SCALE,
-        "pages": [{"title": page.title, "moment": page_moment(page.title), "html": markdown_to_safe_html(page.story),
+        # The title as plain, inert text (the tab sets it as text): a page title is markdown with a student's name
+        # escaped as character references, which shown as text would read "&#60;img …" instead of the name.
+        "pages": [{"title": terminal(page.title), "moment": page_moment(page.title), "html": markdown_to_safe_html(page.story),
                    "deep_html": markdown_to_safe_html(page.deep) if page.deep else "", "row": row,
                    "worked": list(worked_weight(log[row])) if _is_learns_page(page.title) and len(log) else None}
                   for page, row in zip(pages, rows)],
