@@ -379,7 +379,9 @@ def test_a_body_is_bounded_whether_or_not_it_says_its_length(client, logdir, tab
 @pytest.mark.parametrize("body,needle", [("not json", "not JSON"), ("[1]", "JSON object"),
                                          ('{"lr": -1}', "lr:"), ('{"lr": "x"}', "lr:"),
                                          ('{"epochs": 100000}', "at most 500"), ('{"activation": "gelu"}', "one of"),
-                                         ('{"lr": 1, "rm": "-rf"}', "unknown setting"), ('{"batch_size": 7}', "batch")])
+                                         ('{"lr": 1, "rm": "-rf"}', "unknown setting"), ('{"batch_size": 7}', "batch"),
+                                         ('{"lr": "nan"}', "lr:"), ('{"seed": 1e400}', "seed:"), ('{"init": 1}', "one of"),
+                                         ('{"epochs": null}', "epochs:")])
 def test_new_run_settings_are_checked_before_training(client, logdir, tab, body, needle):
     before = listing(logdir)
     status, answer = post(client, body, tab)

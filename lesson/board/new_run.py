@@ -80,7 +80,7 @@ def _number(settings: dict, key: str, parse, default):
 
 def _choice(settings: dict, key: str, choices, default) -> str:
     value = settings.get(key, default)
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise NewRunRefused(f"{key}: must be one of {', '.join(choices)}, got {str(value)[:40]!r}")
     return value
 
