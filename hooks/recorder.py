@@ -840,6 +840,8 @@ class Recorder:
         """After each full row: the bytes the log holds against the budget. The default policy keeps the log
         within it (statistics of every step from then on, full rows twice as far apart each time it fills);
         an explicit policy is told once, at its first row, at which step the budget runs out."""
+        if not self.adaptive and self._row > 1:
+            return  # an explicit policy is told once, at its first row
         row = sum(v.numel() * v.element_size() for _, v, _ in items if isinstance(v, torch.Tensor))
         if self._params.width >= DIRECT_ROW_NUMBERS and self._stats is None:  # written straight into the log
             row += 3 * self._params.width * self._params.tensors[0].element_size()

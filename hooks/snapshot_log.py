@@ -100,6 +100,7 @@ class SnapshotLog:
         # path only appends here; flush() moves a chunk's worth into the columns with one stack each.
         self._staged: list[tuple[int, list[tuple[str, Any, int | None]]]] = []
         self._stage_limit = STAGED_STEPS
+        self._step_bytes = 0
         # Statistics policy: the staged weights before and (rows, weights after) of one flush, for the updates.
         self._stats_before: torch.Tensor | None = None
         self._stats_after: tuple[list[int], torch.Tensor] | None = None
@@ -126,6 +127,7 @@ class SnapshotLog:
         if not staged:  # the first step of a batch sets how many steps this batch stages
             size = sum(v.numel() * v.element_size() for _, v, _ in items if isinstance(v, torch.Tensor))
             self._stage_limit = max(1, min(STAGED_STEPS, STAGED_BYTES // max(1, size)))
+            self._step_bytes = size
         staged.append((row, items))
         self.steps = row + 1
         if len(staged) >= self._stage_limit:
@@ -163,8 +165,7 @@ class SnapshotLog:
     def held_bytes(self) -> int:
         """Bytes this log holds now without flushing: its columns' chunks (allocated rows included) and the
         tensors staged for them."""
-        staged = sum(v.numel() * v.element_size() for _, items in self._staged for _, v, _ in items
-                     if isinstance(v, torch.Tensor))
+        staged = len(self._staged) * self._step_bytes  # as the batch's first step: O(1), it runs every step
         return staged + sum(c.nbytes for c in self._columns.values())
 
     def flush(self) -> None:
