@@ -152,7 +152,7 @@ def test_a_signal_at_start_writes_nothing(tmp_path, sig, code):
 def test_sigterm_under_serve_stops_our_tensorboard_too(tmp_path):
     proc = start("--epochs", "2", "--quiet", "--serve", "--logdir", str(tmp_path / "runs"), cwd=tmp_path)
     printed = wait_for_line(proc.stdout, r"^TensorBoard: ").split()[1]
-    assert printed.endswith("#lesson")                  # the address opens on the Lesson tab
+    assert printed.split("#")[1].startswith("lesson&token=")   # the Lesson tab, with the "+ run" token
     url = printed.split("#")[0]
     with urllib.request.urlopen(url + "data/runs", timeout=30) as r:
         assert r.status == 200

@@ -70,7 +70,7 @@ def test_serve_prints_a_local_url(tmp_path):
                 seen.append(line)
                 if line.startswith("TensorBoard: "):
                     url = line.split()[1]
-        assert url is not None and url.startswith("http://127.0.0.1:") and url.endswith("/#lesson"), seen
+        assert url is not None and url.startswith("http://127.0.0.1:") and "/#lesson&token=" in url, seen
         url = url.split("#")[0]
         with urllib.request.urlopen(url + "data/runs", timeout=30) as r:
             assert r.status == 200

@@ -160,13 +160,15 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 
 def serve(logdir: Path, port: int | None) -> int:
-    from nn_lesson.lesson.board.serve import start_tensorboard
+    from nn_lesson.lesson.board.serve import start_tensorboard, token_address
     try:
-        proc, url = start_tensorboard(logdir, port)
+        proc, url = start_tensorboard(logdir, port, announce=False)
     except RuntimeError as err:
         print(f"nn-lesson: {err}", file=sys.stderr)
         return 1
-    print(f"TensorBoard: {url}#lesson  (the Lesson tab; Ctrl-C stops it)", flush=True)
+    # One address: the Lesson tab, carrying the "+ run" token after '#' (never sent to a server; keep it to yourself)
+    print(f"TensorBoard: {token_address(url, proc.lesson_token)}  (the Lesson tab; \"+ run\" works from this "
+          "address; Ctrl-C stops it)", flush=True)
     try:
         proc.wait()
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the server we started stops with us
