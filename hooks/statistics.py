@@ -14,10 +14,12 @@ import torch
 
 STAT_NAMES = ("mean", "std", "norm", "min", "max")
 # Mean, std and norm are exact: a sum and a vector norm, the two fastest passes torch has (~0.3 ns a number
-# each here). Min, max and the histogram of a longer row come from an even sample of about this many of its numbers:
-# exact, they cost 10x that (amin/amax ~3 ns, a histogram ~7 ns a number), which on a small ResNet's 32
-# million activations and gradients a step is longer than the step itself. The counts are scaled to the row's.
+# each here). Min, max and the histogram of a row longer than SAMPLED_ABOVE come from an even sample of about
+# SAMPLE of its numbers: exact, they cost 10x that (amin/amax ~3 ns, a histogram ~7 ns a number), which on a small
+# ResNet's 32 million activations and gradients a step is longer than the step itself. The counts are scaled to
+# the row's length.
 SAMPLE = 4096
+SAMPLED_ABOVE = 1 << 16  # rows up to this long are exact: their passes cost less than the sampled path's calls
 
 
 class WorkBuffers:
@@ -37,10 +39,10 @@ class WorkBuffers:
 
 
 def sample_stride(n: int) -> int:
-    """1 for rows of at most SAMPLE numbers; else the first prime at least n / SAMPLE, so that the sample does
+    """1 for rows of at most SAMPLED_ABOVE numbers; else the first prime at least n / SAMPLE, so that the sample does
     not fall on one column of a power-of-two layout (a stride of 16 over 8x8 feature maps would)."""
     k = -(-n // SAMPLE)
-    if k <= 1:
+    if n <= SAMPLED_ABOVE or k <= 1:
         return 1
     while any(k % d == 0 for d in range(2, int(k ** 0.5) + 1)):
         k += 1
@@ -50,7 +52,7 @@ def sample_stride(n: int) -> int:
 def row_stats(values: torch.Tensor, bins: int, work: WorkBuffers | None = None) -> torch.Tensor:
     """values: (steps, ...). Returns (steps, 5 + bins) in values' float dtype: mean, population std and norm
     of every number; min, max and a histogram of `bins` even buckets from min to max (torch.histc's
-    convention) of the row's numbers, or for rows longer than SAMPLE of an even sample of them (every
+    convention) of the row's numbers, or for rows longer than SAMPLED_ABOVE of an even sample of them (every
     sample_stride-th), the counts scaled to the row's length. Non-finite entries (batch padding) are left
     out; a row with none left is all NaN. `work`: buffers for the temporaries (fresh ones without it)."""
     work = work or WorkBuffers()

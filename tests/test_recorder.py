@@ -378,7 +378,7 @@ def test_statistics_of_a_long_row_exact_moments_and_an_even_sample_for_its_shape
     that does not fall on one column of a power-of-two layout; counts scaled to the row's length."""
     from nn_lesson.hooks.statistics import SAMPLE, row_stats, sample_stride
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 32, 16, 8, 8, generator=g)
+    x = torch.randn(2, 64, 32, 8, 8, generator=g)   # 131,072 numbers a row: sampled
     x[1, ..., 0] = 100.0                    # one column of every 8x8 map: a stride of 16 would see none or all
     stats = row_stats(x, 16)
     flat = x.reshape(2, -1).double()
@@ -394,7 +394,7 @@ def test_statistics_of_a_long_row_exact_moments_and_an_even_sample_for_its_shape
         assert torch.allclose(stats[r, 5:], counts * flat.shape[1] / sample.shape[1], rtol=1e-5)
     share_of_100 = float(stats[1, -1]) / flat.shape[1]
     assert abs(share_of_100 - 1 / 8) < 0.02           # the column of 100s is 1/8 of the numbers, and so of the sample
-    small = torch.randn(3, 1000, generator=g)          # rows of at most SAMPLE numbers: every statistic exact
+    small = torch.randn(3, 50_000, generator=g)        # rows of at most SAMPLED_ABOVE numbers: every statistic exact
     exact = row_stats(small, 8)
     assert torch.equal(exact[:, 3], small.amin(1)) and torch.equal(exact[:, 4], small.amax(1))
     assert torch.equal(exact[0, 5:], torch.histc(small[0], 8, float(small[0].min()), float(small[0].max())))
