@@ -191,6 +191,16 @@ class Recorder:
             raise RuntimeError(COMPILED)
         if type(model).forward is nn.Module.forward:  # ModuleDict, ModuleList: a loop never calls the model itself
             raise RuntimeError(NO_FORWARD.format(kind=type(model).__name__))
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Recorder: model must be a torch.nn.Module, not {type(model).__name__}")
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"Recorder: optimizer must be a torch.optim.Optimizer (or None), not "
+                            f"{type(optimizer).__name__}")
+        if optimizer is not None and any(True for _ in model.parameters()):
+            held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            if not any(id(p) in held for p in model.parameters()):
+                raise ValueError(f"Recorder: this {type(optimizer).__name__} holds none of the model's parameters "
+                                 "(an optimizer made for another model?); pass the one that steps this model")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.steps_per_epoch = steps_per_epoch
         self.policy = policy or CapturePolicy.full()

@@ -437,3 +437,16 @@ def test_large_tensors_reduced_when_seen_equal_the_statistics_of_the_full_values
             expected = row_stats(full.log.values(name)[step][None], stats.stat_bins)[0]
             assert torch.allclose(stats.values(f"stats:{name}")[step], expected, rtol=1e-5, atol=1e-6), (name, step)
     assert full.log.values("act:conv")[1].numel() >= 1 << 16
+
+
+def test_the_python_apis_bad_arguments_are_one_line_before_any_work(tmp_path):
+    from nn_lesson import write_tensorboard
+    from nn_lesson.hooks import SnapshotLog
+    model, other = nn.Linear(3, 2), nn.Linear(3, 2)
+    with pytest.raises(TypeError, match="Recorder: optimizer must be a torch.optim.Optimizer"):
+        Recorder(model, "not an optimizer")
+    with pytest.raises(ValueError, match="holds none of the model's parameters"):
+        Recorder(model, torch.optim.SGD(other.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match="the log holds no steps"):
+        write_tensorboard(SnapshotLog(), tmp_path / "runs" / "empty")
+    assert not (tmp_path / "runs").exists() and no_hooks_left(model)

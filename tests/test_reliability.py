@@ -258,3 +258,13 @@ def test_eval_and_no_grad_record_forward_values_only():
     assert torch.equal(rec.log[0].outputs, out) and rec.log[1].inputs.shape == (2, 3)
     assert rec.log[0].grads == {} and rec.log[0].act_grads == {}
     assert no_hooks_left(model)
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu", "meta", "foo"])
+def test_a_device_this_lesson_does_not_train_on_is_one_line_exit_2(capsys, tmp_path, device):
+    from nn_lesson.lesson.cli import main
+    with pytest.raises(SystemExit) as stop:
+        main(["bridge", "--device", device, "--epochs", "1", "--logdir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "argument --device" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

@@ -35,6 +35,11 @@ def write_tensorboard(log: SnapshotLog, run_dir: str | Path, hparams: dict[str, 
     a name that is not a plain folder name or a logdir that cannot be written. `stats`: the statistics of every
     step a Recorder kept beside full rows every k-th step (rec.stats_log): saved as statistics.npz, and the
     per-step scalars come from it (every step) while the histograms come from the full rows."""
+    if not isinstance(log, SnapshotLog):
+        raise TypeError(f"write_tensorboard: log must be a SnapshotLog (rec.log), not {type(log).__name__}")
+    if len(log) == 0:
+        raise ValueError("write_tensorboard: the log holds no steps (no optimizer step ran while recording); "
+                         "nothing to write")
     run_dir = Path(run_dir)
     check_name(run_dir.name)
     # Numbered like the CLI's own run names when taken (my-run, my-run-2, ...): a script run twice keeps both.

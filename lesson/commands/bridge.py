@@ -21,6 +21,8 @@ def bridge_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error(f"argument --device: {args.device!r} is not a device; use cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("argument --device: CUDA is not available on this machine; use --device cpu")
+    if device.type not in ("cpu", "cuda"):  # mps, xpu, meta...: this lesson trains on cpu or cuda only
+        parser.error(f"argument --device: {args.device!r} is not supported here; use cpu or cuda")
     if args.lightning:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             parser.error("argument --lightning: compares one process's plain loop with one Trainer; not under torchrun")
