@@ -24,7 +24,7 @@ import secrets
 import tokenize
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -45,7 +45,9 @@ class SnapshotFileError(ValueError):
     """A snapshot file that cannot be read; str() names the file and what is wrong."""
 
 
-def write_snapshot_file(path: str | Path, header: dict[str, Any], arrays: dict[str, torch.Tensor]) -> Path:
+def write_snapshot_file(path: str | Path, header: dict[str, Any],
+                        arrays: dict[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]]) -> Path:
+    """arrays: a dict, or (name, tensor) pairs made one at a time while the file is written."""
     path = Path(path)
     header = {"format": FORMAT, "version": VERSION, **header}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
@@ -54,7 +56,7 @@ def write_snapshot_file(path: str | Path, header: dict[str, Any], arrays: dict[s
     try:
         with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             _member(zf, "header", np.array(json.dumps(header, sort_keys=True)))
-            for name, tensor in arrays.items():
+            for name, tensor in (arrays.items() if isinstance(arrays, dict) else arrays):
                 _member(zf, name, tensor.detach().cpu().contiguous().numpy())
         os.replace(tmp, path)
     except BaseException:

@@ -477,7 +477,9 @@ class SnapshotLog:
 
     def save(self, path: str | Path) -> Path:
         """Write the log to `path` (.npz, see README "Snapshot file"); atomic: write, then rename."""
-        return write_snapshot_file(path, self.header(), self.arrays())
+        header = self.header()
+        # One column gathered at a time as the file is written, not a copy of the whole log at once.
+        return write_snapshot_file(path, header, ((name, col.values(self.steps)) for name, col in self.columns.items()))
 
     @classmethod
     def load(cls, path: str | Path) -> "SnapshotLog":
