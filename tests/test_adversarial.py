@@ -381,3 +381,36 @@ def test_csv_errors_point_at_the_cell(tmp_path, body, row, column):
     assert result.returncode == 2 and no_traceback(result.stderr)
     assert f"row {row}, column '{column}'" in result.stderr, result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+KILLED_AT_PUBLISH = """
+import os, signal, sys
+from nn_lesson.lesson.run import folder
+real_rename = os.rename
+
+def rename(src, dst):
+    if os.path.basename(str(dst)) == "published" and "nn-lesson-staging" not in str(dst):   # the publishing rename
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_rename(src, dst)
+folder.os.rename = rename
+from nn_lesson.lesson.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_run_killed_at_its_publishing_rename_leaves_nothing_that_blocks_or_shows(tmp_path):
+    """SIGKILL exactly at the rename that publishes: the empty folder it reserved under its name and its staging
+    folder are removed by the next run, and the name is free again."""
+    logdir = tmp_path / "runs"
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_PUBLISH, "--epochs", "1", "--quiet", "--name",
+                             "published", "--logdir", str(logdir)], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    area = tmp_path / ".runs.nn-lesson-staging"
+    assert (logdir / "published").is_dir() and not any((logdir / "published").iterdir())   # the state it left
+    assert [p.name for p in area.iterdir()] == ["published"]
+    again = run_cli("--epochs", "1", "--quiet", "--name", "published", "--logdir", str(logdir), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in logdir.iterdir()) == ["published"] and not list(area.iterdir())
+    assert len(RunRecord.load(logdir / "published" / "snapshots.npz").log) == 6
+    assert not {".nn-lesson-owner", ".nn-lesson-publishing"} & {p.name for p in (logdir / "published").iterdir()}

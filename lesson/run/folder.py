@@ -23,6 +23,7 @@ from typing import Callable
 # Long enough for any name people type; short enough that staging names stay within NAME_MAX (255).
 MAX_NAME = 200
 OWNER_FILE = ".nn-lesson-owner"
+PUBLISHING = ".nn-lesson-publishing"  # the name a staging folder is being published under (see publish)
 CLAIMING = ".claiming-"  # a private folder being prepared: .claiming-<pid>-<random>
 
 
@@ -82,7 +83,7 @@ def claim_run(logdir: Path, name: str | None, default_name: str, overwrite: bool
         area.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunDirError(f"log directory {logdir}: cannot create {area} ({err.strerror})") from None
-    remove_stale(area)
+    remove_stale(area, logdir)
     if name is not None:
         check_name(name)
         target = logdir / name
@@ -125,8 +126,9 @@ def _owner(staging: Path) -> str | None:
         return None
 
 
-def remove_stale(area: Path) -> None:
-    """Remove what killed runs of this machine left in the staging area (their process is gone)."""
+def remove_stale(area: Path, logdir: Path | None = None) -> None:
+    """Remove what killed runs of this machine left in the staging area (their process is gone), and the empty
+    folder a run killed while publishing had made under its name in `logdir` (see publish), so that name is free."""
     host = socket.gethostname()
     for entry in area.iterdir():
         owner = _owner(entry) if entry.is_dir() else None
@@ -136,7 +138,22 @@ def remove_stale(area: Path) -> None:
             continue
         owner_host, _, pid = owner.partition(" ")
         if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            if logdir is not None:
+                _free_reserved_name(entry, logdir)
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _free_reserved_name(staging: Path, logdir: Path) -> None:
+    try:
+        name = (staging / PUBLISHING).read_text().strip()
+    except OSError:
+        return
+    reserved = logdir / name
+    if name and "/" not in name and reserved.is_dir() and not reserved.is_symlink():
+        try:
+            reserved.rmdir()  # only if still empty: a folder that holds anything is someone's run
+        except OSError:
+            pass
 
 
 def _alive(pid: int) -> bool:
@@ -178,11 +195,15 @@ def publish(claim: RunClaim) -> Path:
     while True:
         try:
             # rename() would silently replace an empty folder: mkdir first, exclusively, then swap into it.
+            (claim.staging / PUBLISHING).write_text(target.name)  # before the folder exists: see below
             target.mkdir()
         except FileExistsError:
             target = claim.target.with_name(f"{claim.target.name}-{n}")
             n += 1
             continue
-        (claim.staging / OWNER_FILE).unlink(missing_ok=True)
+        # Killed from the mkdir to the rename, the staging folder still has its owner file and names the empty
+        # folder it reserved, so the next run removes both (unlinking the owner first left both for good).
         os.rename(claim.staging, target)  # replaces only the empty folder this process just made
+        (target / PUBLISHING).unlink(missing_ok=True)
+        (target / OWNER_FILE).unlink(missing_ok=True)
         return target
