@@ -43,7 +43,7 @@ import threading
 import time
 from pathlib import Path
 
-from nn_lesson.lesson.cli import learning_rate, positive_int, seed
+from nn_lesson.lesson.run.values import learning_rate, positive_int, seed
 from nn_lesson.lesson.run.settings import INITS, LOSSES, LessonConfig
 from nn_lesson.models import ACTIVATIONS
 
