@@ -224,8 +224,11 @@ def test_switching_runs_keeps_the_step(page, server, records):
     frame = open_tab(page, server, "run=first-lesson&step=12&mode=free")
     wait_step(frame, 12)
     frame.locator("#run").select_option("lr5")
-    frame.locator("#network-svg[data-step='12']").wait_for(timeout=WAIT)
-    assert float(frame.locator("#loss").get_attribute("data-value")) == records["lr5"].log[12].loss
+    # the new run's network at step 12 (step 12 alone is already on screen: the old run's, before the switch lands)
+    frame.locator("#network-svg[data-run='lr5'][data-step='12']").wait_for(timeout=WAIT)
+    expected = records["lr5"].log[12].loss          # then lr5's own loss at step 12, once its step has arrived
+    wait_until(lambda: float(frame.locator("#loss").get_attribute("data-value")) == expected,
+               f"the tab shows lr5's loss at step 12 ({expected})")
 
 
 def test_one_line_width_scale_for_two_runs(page, server, records):

@@ -608,7 +608,8 @@ function drawNetwork(box, info, step, runLabel, sharedTop, moment = 'step') {
   const W = narrow ? 570 : 760, H = 372, cols = narrow ? [112, 286, 446] : [118, 376, 620], r = 42;
   const labels = [info.labels.inputs, info.labels.hidden, info.labels.outputs];
   const ys = labels.map((l) => l.map((_, i) => (l.length === 1 ? H / 2 : 46 + i * (H - 92) / (l.length - 1))));
-  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, class: 'network-svg', 'data-step': step.step, 'data-moment': moment});
+  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, class: 'network-svg', 'data-step': step.step, 'data-moment': moment,
+    'data-run': runLabel || state.run});
   if (!runLabel || runLabel === state.run) root.id = 'network-svg';
   const view = state.view;
   const layers = [['hidden.weight', 0], ['output.weight', 1]];
