@@ -15,21 +15,34 @@ from nn_lesson import Recorder, write_tensorboard
 torch.set_num_threads(1)
 
 class Block(nn.Module):
-    def __init__(s, cin, cout, stride):
+    """A residual block as people write it: the shortcut added in place after the second BatchNorm."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
-        s.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); s.bn1 = nn.BatchNorm2d(cout); s.relu = nn.ReLU()
-        s.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); s.bn2 = nn.BatchNorm2d(cout)
-        s.short = nn.Sequential() if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-    def forward(s, x):
-        out = s.relu(s.bn1(s.conv1(x))); out = s.bn2(s.conv2(out)); out += s.short(x); return s.relu(out)
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.short = nn.Sequential() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.short(x)
+        return self.relu(out)
+
+
 class ResNet(nn.Module):
-    def __init__(s):
+    """Stem + 4 residual blocks, 32 -> 128 channels, for 32x32 inputs and 10 classes."""
+
+    def __init__(self):
         super().__init__()
-        s.stem = nn.Sequential(nn.Conv2d(3, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
-        s.layers = nn.Sequential(Block(32, 32, 1), Block(32, 64, 2), Block(64, 128, 2), Block(128, 128, 1))
-        s.head = nn.Linear(128, 10)
-    def forward(s, x):
-        return s.head(F.adaptive_avg_pool2d(s.layers(s.stem(x)), 1).flatten(1))
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.layers = nn.Sequential(Block(32, 32, 1), Block(32, 64, 2), Block(64, 128, 2), Block(128, 128, 1))
+        self.head = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.head(F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1))
 
 
 def rss() -> int:
