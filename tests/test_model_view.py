@@ -305,7 +305,7 @@ def test_the_model_view_of_a_resnet_fits_1280x720_and_shows_no_lesson_panel(page
     blocks = frame.locator("#mv-blocks-svg rect.block")
     assert blocks.count() == len(log.layers)
     assert frame.locator("#mv-blocks-svg text.group").all_text_contents() == [
-        "stem", "layers.0", "layers.1", "layers.2", "pool", "head"]
+        "▾ " + g for g in ("stem", "layers.0", "layers.1", "layers.2", "pool", "head")]
     for panel in LESSON_PANELS:                                   # no student, decision-map or story panel
         assert not frame.locator(f"#{panel}").is_visible(), panel
     assert frame.locator("#mv-rule").count() == 1 and frame.locator("#mv-series-svg path").count() == 8

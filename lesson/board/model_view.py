@@ -22,8 +22,6 @@ the gradient norm on a log scale over the norms of every step, the dead share fr
 from __future__ import annotations
 
 import math
-import os
-import stat as stat_mode
 from pathlib import Path
 
 import torch
@@ -39,46 +37,95 @@ SATURATED_AT = 0.97       # |tanh| above this (sigmoid within 0.03 of 0 or 1) is
 MEASURES = ("ratio", "grad_norm", "dead")
 
 
-def model_step(loaded: dict, row: int, folder: Path) -> dict:
-    """The JSON of the model view at row `row` of a loaded model run (the plugin's cached run: its "log")."""
+def model_step(loaded: dict, row: int, root: Path, parts: tuple[str, ...], other: tuple | None = None) -> dict:
+    """The JSON of the model view at row `row` of a loaded model run (the plugin's cached run: its "log"), the run
+    folder being root/parts... (statistics.npz beside its snapshots is opened through safe_open, as every file the
+    tab reads). `other`: (loaded, root, parts) of a second model run shown beside it (vs): the gradient norm's colour
+    scale then spans both runs' norms, so one colour is one norm in both pictures (the ratio's scale is fixed)."""
     if loaded.get("kind") != "model":
         raise ValueError("the model view is for your own model's runs (write_tensorboard); "
                          f"this is a {loaded.get('kind')} run")
-    run = loaded.get("_model_view")
-    if run is None:                       # once per loaded run: the statistics, the order and the over-steps parts
-        run = loaded["_model_view"] = _run_part(loaded["log"], folder)
+    run = run_part(loaded, root, parts)
+    scale = run["scale"]
+    if other is not None:
+        scale = shared_scale(scale, run_part(*other)["scale"])
     log, stats = loaded["log"], run["stats"]
     snap = log[row]
     stats_row = run["stats_rows"].get(snap.step)
     stats_snap = stats[stats_row] if stats is not None and stats_row is not None else None
-    blocks = [_block(m, snap, stats_snap, run) for m in run["modules"]]
-    groups: dict[str, list[str]] = {}
+    blocks = [_block(m, snap, stats_snap, scale) for m in run["modules"]]
+    groups: dict[str, list[dict]] = {}
     for b in blocks:
-        groups.setdefault(b["group"], []).append(b["name"])
+        groups.setdefault(b["group"], []).append(b)
     return {
         "kind": "model", "row": row, "step": snap.step, "epoch": snap.epoch,
         "loss": _num(snap.loss) if snap.loss is not None else None,
         "full_row": bool(snap.after) or bool(snap.activations),
         "statistics": run["stats_source"],
-        "groups": [{"name": g, "blocks": names} for g, names in groups.items()],
+        "groups": [{"name": g, "blocks": [b["name"] for b in members], "worst": _worst(members, scale)}
+                   for g, members in groups.items()],
         "blocks": blocks,
-        "scale": run["scale"],
+        "scale": scale,
+        "worst_rule": WORST,
         "series": run["series"],
         "rule": RULE,
     }
 
 
+def run_part(loaded: dict, root: Path, parts: tuple[str, ...]) -> dict:
+    """What the model view computes once per run (the statistics, the modules' order, the ratio over every step,
+    the colour scales), kept with the loaded run while its statistics.npz is the same file."""
+    stats_id = _statistics_identity(root, parts)
+    run = loaded.get("_model_view")
+    if run is None or run["stats_id"] != stats_id:
+        run = _run_part(loaded["log"], root, parts)
+        loaded["_model_view"] = run
+    return run
+
+
+def shared_scale(a: dict, b: dict) -> dict:
+    """The colour scales of two runs side by side: the gradient norm's log range spans both."""
+    ga, gb = a["grad_norm"]["log10"], b["grad_norm"]["log10"]
+    both = [r for r in (ga, gb) if r]
+    grad = [min(r[0] for r in both), max(r[1] for r in both)] if both else None
+    return {**a, "grad_norm": {**a["grad_norm"], "log10": grad,
+                               "label": "norm of the weight's gradient, log scale over every step of both runs"}}
+
+
+# what a folded group shows: its worst block for the measure on screen, named
+WORST = {
+    "ratio": "the update ratio farthest from 1e-3 (log scale)",
+    "grad_norm": "the largest gradient norm",
+    "dead": "the largest dead / saturated share",
+}
+
+
+def _worst(blocks: list[dict], scale: dict) -> dict:
+    """For each measure, the block of the group a folded group is coloured by (WORST says which), its value and
+    its bin on the view's scale; None where no block of the group has the measure."""
+    out = {}
+    for measure, key in (("ratio", lambda v: abs(math.log10(v) - math.log10(RULE))),
+                         ("grad_norm", lambda v: v), ("dead", lambda v: v)):
+        have = [b for b in blocks if b[measure] is not None and (measure == "dead" or b[measure] > 0)]
+        if not have:
+            out[measure] = None
+            continue
+        pick = max(have, key=lambda b: key(b[measure]))
+        out[measure] = {"block": pick["name"], "value": pick[measure], "bin": pick["bins"][measure]}
+    return out
+
+
 # ---- the run: once ----
-def _run_part(log, folder: Path) -> dict:
-    stats, source = _statistics(log, folder)
-    modules = modules_of(log)
+def _run_part(log, root: Path, parts: tuple[str, ...]) -> dict:
+    stats, source, stats_id = _statistics(log, root, parts)
+    modules = modules_of(log, stats)
     main = {m["name"]: m["main"] for m in modules}
     norms = [v for m in modules if m["main"] for v in _grad_norms(log, stats, m["main"]) if v > 0 and math.isfinite(v)]
     grad_range = [math.log10(min(norms)), math.log10(max(norms))] if norms else None
     if grad_range and grad_range[1] - grad_range[0] < 1e-9:
         grad_range = [grad_range[0] - 0.5, grad_range[1] + 0.5]
     return {
-        "stats": stats, "stats_source": source, "modules": modules,
+        "stats": stats, "stats_source": source, "stats_id": stats_id, "modules": modules,
         "stats_rows": {int(s): i for i, s in enumerate(stats.step.tolist())} if stats is not None else {},
         "series": _series(log, stats, [(n, p) for n, p in main.items() if p and len(_shape(log, p)) >= 2]),
         "scale": {
@@ -92,31 +139,43 @@ def _run_part(log, folder: Path) -> dict:
     }
 
 
-def _statistics(log, folder: Path):
-    """The statistics of every step: statistics.npz beside the snapshots (a plain file, not a link), else the
-    snapshots themselves when they are a statistics-only log; with where they came from."""
+def _statistics(log, root: Path, parts: tuple[str, ...]):
+    """The statistics of every step: statistics.npz beside the snapshots (opened as every file the tab reads:
+    safe_open.opened, no link followed, a regular file only), else the snapshots themselves when they are a
+    statistics-only log; with where they came from and the file's identity (None: no file read)."""
     from nn_lesson.hooks import SnapshotLog
-    path = folder / STATISTICS_FILE
+    from nn_lesson.lesson.board.safe_open import identity, opened
     try:
-        st = os.lstat(path)
-        if stat_mode.S_ISREG(st.st_mode):
-            return SnapshotLog.load(path), STATISTICS_FILE
-    except (OSError, ValueError):     # absent, or unreadable: the full rows alone
+        with opened(root, parts, STATISTICS_FILE) as (_, st, readable):
+            return SnapshotLog.load(readable), STATISTICS_FILE, identity(st)
+    except (OSError, ValueError):     # absent, a link, not a regular file, or unreadable: the full rows alone
         pass
     if any(name.startswith("stats:") for name in log.columns):
-        return log, "snapshots.npz"
-    return None, None
+        return log, "snapshots.npz", None
+    return None, None, None
+
+
+def _statistics_identity(root: Path, parts: tuple[str, ...]):
+    """The identity of statistics.npz as _statistics would read it now (None when it would read none)."""
+    from nn_lesson.lesson.board.safe_open import identity, opened
+    try:
+        with opened(root, parts, STATISTICS_FILE) as (_, st, _readable):
+            return identity(st)
+    except OSError:
+        return None
 
 
 def _shape(log, param: str) -> tuple:
     return tuple(log.slot(param).shape)
 
 
-def modules_of(log) -> list[dict]:
+def modules_of(log, stats=None) -> list[dict]:
     """Recorded modules in the order the forward met them: those with an output recorded (log.layers), and a module
     whose parameters alone were recorded placed before its first recorded child (else at the end). Each with its
     parameters, its main parameter (its weight: the parameter named ...weight with the most dimensions, else the
-    first), and its group: itself when other recorded modules sit inside it, else its parent path, else itself."""
+    first), its group (itself when other recorded modules sit inside it, else its parent path, else itself), and
+    `ran`: False for a module the Recorder watched (log.layers) whose output no recorded step holds, in the full rows
+    or the statistics (MultiheadAttention's out_proj: its parent uses its weights without calling it)."""
     order = [{"name": layer, "params": [], "output": True} for layer in log.layers]
     by_name = {m["name"]: m for m in order}
     for p in log.params:
@@ -134,8 +193,31 @@ def modules_of(log) -> list[dict]:
         holds = any(other.startswith(m["name"] + ".") for other in names) if m["name"] else False
         parent = m["name"].rpartition(".")[0]
         m["group"] = m["name"] if holds or not parent else parent
+        m["parent"] = parent or None
+        m["ran"] = not m["output"] or any(
+            source is not None and (source.has(f"act:{m['name']}") or source.has(f"stats:act:{m['name']}"))
+            for source in (log, stats))
+        m["weights_used"] = bool(m["main"]) and _got_gradient(log, stats, m["main"])
         m["name"] = m["name"] or "(model)"
     return order
+
+
+def _got_gradient(log, stats, param: str) -> bool:
+    """Whether `param` got a finite gradient that is not all 0 at some recorded step."""
+    norms = _grad_norms(log, stats, param)
+    return any(math.isfinite(v) and v > 0 for v in norms)
+
+
+def never_ran_note(m: dict) -> str | None:
+    """The words for a module that never ran (modules_of's `ran` False): why its block has no output."""
+    if m["ran"]:
+        return None
+    if m["weights_used"]:
+        parent = f" ({m['parent']})" if m["parent"] else ""
+        return ("never ran: no recorded step called it, yet its weights got gradients — "
+                f"its weights are used by its parent's forward{parent}")
+    return "never ran: no recorded step called it, and its weights got no gradient" if m["main"] else \
+        "never ran: no recorded step called it"
 
 
 def _grad_norms(log, stats, param: str) -> list[float]:
@@ -166,17 +248,18 @@ def _series(log, stats, mains: list[tuple[str, str]]) -> dict:
 
 
 # ---- one module at one step ----
-def _block(m: dict, snap, stats_snap, run: dict) -> dict:
-    scale = run["scale"]
+def _block(m: dict, snap, stats_snap, scale: dict) -> dict:
     params = [_param(p, snap, stats_snap) for p in m["params"]]
     main = next((p for p in params if p["name"] == m["main"]), None)
     block = {"name": m["name"], "group": m["group"], "main": m["main"],
              "shape": main["shape"] if main else [], "params": params,
              "ratio": main["ratio"] if main else None, "grad_norm": main["grad_norm"] if main else None,
-             "source": main["source"] if main else None}
+             "source": main["source"] if main else None, "never_ran": never_ran_note(m)}
     # the dead or saturated share belongs to an activation (ReLU, tanh, sigmoid: no parameters of its own);
     # a layer with weights (a linear head, a convolution) has an output of any sign, and none is asked of it
     block.update(_output(m["name"] if m["output"] else None, snap, stats_snap, share=not m["params"]))
+    if block["never_ran"]:
+        block["dead_note"] = block["never_ran"]
     if main:
         block["hist_weight_grad"] = main.pop("hist_grad")
         for p in params:

@@ -14,6 +14,8 @@ Routes (under /data/plugin/lesson/), all JSON except index.js:
   /run?run=R                the run: settings, every step's loss, the pages, the story's stops
   /step?run=R&step=N        row N (0-based, every step): weights before/gradient/-lr*gradient/after, the
                             students with their confidences and losses, the node values
+  /model_step?run=R&step=N[&with=R2]  your own model's health at row N (lesson/board/model_view.py), beside
+                            a second model run R2 on one colour scale
   /decision_map?run=R&step=N[&before=1]  the decision map (nn_lesson.lesson.story.decision_map) after step N
                             (before it, with before=1)
   /new_run (POST, JSON)     train a new lesson run through the nn-lesson command itself (lesson/board/new_run.py)
@@ -143,14 +145,20 @@ class LessonPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_model_step(self, request):
-        """/model_step?run=R&step=N: your own model's health at row N (lesson/board/model_view.py)."""
+        """/model_step?run=R&step=N[&with=R2]: your own model's health at row N (lesson/board/model_view.py); with
+        a second model run R2 on screen beside it (vs), on one colour scale for both."""
         def build():
             from nn_lesson.lesson.board.model_view import model_step
-            snapshot = self._run_arg(request)
-            loaded = self._load(snapshot)
-            if loaded["kind"] != "model":
-                raise BadRequest(f"model_step: {loaded['name']} is a {loaded['kind']} run, not your own model's")
-            return model_step(loaded, self._step_arg(request, loaded), snapshot.parent)
+
+            def model_run(key):
+                snapshot = self._run_arg(request, key)
+                loaded = self._load(snapshot)
+                if loaded["kind"] != "model":
+                    raise BadRequest(f"model_step: {loaded['name']} is a {loaded['kind']} run, not your own model's")
+                return loaded, Path(self._logdir).resolve(), snapshot.parent.relative_to(Path(self._logdir).resolve()).parts
+            loaded, root, parts = model_run("run")
+            other = model_run("with") if request.args.get("with") else None
+            return model_step(loaded, self._step_arg(request, loaded), root, parts, other)
         return self._answer(request, build)
 
     @wrappers.Request.application
@@ -267,10 +275,10 @@ class LessonPlugin(base_plugin.TBPlugin):
             return _json(request, {"error": f"run: cannot be shown ({type(err).__name__}: {str(err)[:200]})"}, 400)
 
     # ---- arguments: only run folders under the logdir ----
-    def _run_arg(self, request) -> Path:
-        run = request.args.get("run")
+    def _run_arg(self, request, key: str = "run") -> Path:
+        run = request.args.get(key)
         if run is None or run == "":
-            raise BadRequest("missing argument 'run' (a run folder under the logdir, as /runs lists them)")
+            raise BadRequest(f"missing argument '{key}' (a run folder under the logdir, as /runs lists them)")
         if "\x00" in run or "\\" in run:
             raise BadRequest("run: not a run name")
         if run.startswith("/") or os.path.isabs(run) or re.match(r"^[A-Za-z]:", run):

@@ -4,7 +4,7 @@
 // before → after, the lines that moved most, the page's worked weight; a teacher's view (run, step, mode, view,
 // compared run) lives in the URL hash, so a reload or a shared link opens the same picture.
 
-import {drawModelView, hideModelView} from './model_view.js';   // your own model: its health, not lesson panels
+import {drawModelView, hideModelView, modelViewHash, wantModelView} from './model_view.js';   // your own model: its health, not lesson panels
 
 const SVG = 'http://www.w3.org/2000/svg';
 const BLUE = '#2563eb';
@@ -154,6 +154,9 @@ function writeHash() {
   else params.set('step', String(state.row));
   if (state.viewChosen) params.set('view', state.view);
   if (state.compare) params.set('compare', state.compare);
+  if (state.info && state.info.kind === 'model') {       // your own model: the measure, the open block, the folds
+    for (const [k, v] of Object.entries(modelViewHash())) params.set(k, v);
+  }
   const hash = '#' + (head && !head.includes('=') ? head + '&' : '') + params.toString();
   if (target.hash !== hash) {
     try { target.replace(target.href.split('#')[0] + hash); } catch (err) { /* the hash is a convenience */ }
@@ -235,7 +238,7 @@ export async function render() {
       ' of ', el('span', {id: 'step-count'}, '–')]),
     el('span', {id: 'where-moment'}),
     el('span', {id: 'story-where'}), ' · ', el('span', {id: 'loss-label'}, 'loss'), ' ', el('span', {id: 'loss'}, '–'),
-    ' · ', el('span', {id: 'caption'})]);
+    el('span', {id: 'caption-sep'}, ' · '), el('span', {id: 'caption'})]);
   grid.append(pagePanel);
   document.body.append(bar, form, el('div', {id: 'message'}), where, grid);
   document.body.tabIndex = -1;   // the tab takes the keys on load, before any click inside it
@@ -285,6 +288,7 @@ export async function render() {
     return;
   }
   const wanted = readHash();
+  wantModelView(wanted, writeHash);
   const run = state.runs.includes(wanted.run) ? wanted.run : state.defaultRun;
   runSelect.value = run;
   await openRun(run, {row: Number(wanted.step), mode: wanted.mode, page: Number(wanted.page), view: wanted.view});
@@ -327,11 +331,19 @@ async function listRuns() {
   runSelect.replaceChildren(...state.runs.map((r) => el('option', {value: r, title: label(r)}, label(r))));
   if (keep) runSelect.value = keep;
   runSelect.title = runSelect.value ? `the run on screen: ${runSelect.value}` : 'the run on screen';
+  compareChoices();
+}
+
+// vs offers the runs of the run on screen's kind: lesson runs beside a lesson run, your own model's runs beside one
+// (a bridge run has nothing to compare with).
+function compareChoices() {
+  const kind = state.info ? state.info.kind : 'lesson';
   const compareSelect = document.getElementById('compare');
   const keepCompare = compareSelect.value;
+  const same = (r) => (state.details[r] ? state.details[r].kind : 'lesson') === kind && kind !== 'bridge';
   compareSelect.replaceChildren(el('option', {value: ''}, 'nothing'),
-    ...state.runs.filter((r) => !state.details[r] || state.details[r].kind === 'lesson').map((r) => el('option', {value: r}, r)));
-  compareSelect.value = keepCompare;
+    ...state.runs.filter(same).map((r) => el('option', {value: r}, r)));
+  compareSelect.value = state.runs.filter(same).includes(keepCompare) ? keepCompare : '';
 }
 
 async function openRun(run, wanted = {}) {
@@ -348,6 +360,8 @@ async function openRun(run, wanted = {}) {
   state.info = info;
   state.selected = null;
   state.hovered = null;
+  compareChoices();
+  if (state.compare && !document.getElementById('compare').value) { state.compare = null; state.compareInfo = null; }
   message.textContent = info.stopped ? 'Training stopped early: ' + info.stopped : '';
   if (info.kind !== 'lesson') message.textContent = info.message;
   document.getElementById('step-count').textContent = info.steps;
@@ -472,11 +486,17 @@ async function showStep() {
   const row = state.row;
   const seq = ++state.seq;
   let step, other = null;
+  const model = info.kind === 'model';
+  const peer = state.compare && state.compareInfo && state.compareInfo.kind === info.kind ? state.compareInfo : null;
+  // the same step: a lesson run's row; your own model's step number (two runs may keep different rows)
+  const peerRow = !peer ? -1 : model ? peer.step.indexOf(info.step[row]) : row < peer.steps ? row : -1;
   try {
     [step, other] = await Promise.all([
-      getJSON(info.kind === 'model' ? './model_step' : './step', {run: state.run, step: row}),
-      state.compare && state.compareInfo && state.compareInfo.kind === 'lesson' && row < state.compareInfo.steps
-        ? getJSON('./step', {run: state.compare, step: row}) : Promise.resolve(null)]);
+      model ? getJSON('./model_step', {run: state.run, step: row, ...(peerRow >= 0 ? {with: state.compare} : {})})
+        : getJSON('./step', {run: state.run, step: row}),
+      peerRow < 0 ? Promise.resolve(null)
+        : model ? getJSON('./model_step', {run: state.compare, step: peerRow, with: state.run})
+          : getJSON('./step', {run: state.compare, step: peerRow})]);
   } catch (err) {
     document.getElementById('message').textContent = String(err.message);
     return;
@@ -499,7 +519,13 @@ function redraw() {
   for (const v of Object.keys(VIEWS)) document.getElementById('view-' + v).className = state.view === v ? 'on' : '';
   const moment = info.kind === 'lesson' ? currentMoment() : 'step';
   drawWhere(step, moment);
-  if (info.kind === 'model') { drawModelView(step); return; }
+  if (info.kind === 'model') {
+    document.getElementById('caption').textContent = '';   // the model view says what it shows in its panels
+    captionSeparator();
+    drawModelView(step, state.compareStep, {run: state.run, compare: state.compare,
+      note: state.compare && !state.compareStep ? `${state.compare} has no recorded step ${step.step}` : null});
+    return;
+  }
   hideModelView();
   if (info.kind !== 'lesson') {
     clearLessonPanels();
@@ -523,7 +549,13 @@ function redraw() {
     if (state.mode !== 'story' && !state.compareStep) drawDecisionMap(state.row);
   }
   drawCurve(state.row, moment);
+  captionSeparator();
   fit();
+}
+
+// the '·' before the caption only where there is a caption (a model or bridge run has none: no stray '·' at the end)
+function captionSeparator() {
+  document.getElementById('caption-sep').style.display = document.getElementById('caption').textContent ? '' : 'none';
 }
 
 // The line above the panels: the step, or the story's moment, and its loss (each loss named for what it is).

@@ -4,7 +4,10 @@
 // marked), the weight's gradient norm, or the share of dead / saturated outputs. Click a block: its numbers and
 // its activation, activation-gradient and weight-gradient histograms at this step. Below: every weight's
 // update:data ratio over the steps, on log10, beside the 1e-3 line (Karpathy's makemore part 3).
-// Imported by index.js, which calls drawModelView(step) for a model run and hideModelView() for any other.
+// vs: a second model run's picture below the first, on the same colour scale (the server spans both runs'
+// gradient norms), its numbers beside the first's in the block's table. A group row folds to one block coloured by
+// its worst block (the server names it). Imported by index.js, which calls drawModelView(step, other, names) for a
+// model run and hideModelView() for any other; the measure, the open block and the folded groups go in its hash.
 
 const SVG = 'http://www.w3.org/2000/svg';
 // eight colour bins, low to high (a sequential palette that reads in grey too); no value: grey
@@ -15,7 +18,9 @@ const MEASURES = {
   grad_norm: {button: 'gradient norm', what: "weight's gradient norm"},
   dead: {button: 'dead share', what: 'dead / saturated share of outputs'},
 };
-const view = {measure: 'ratio', selected: null, step: null, built: false};
+const view = {measure: 'ratio', selected: null, step: null, other: null, names: {}, run: null, folded: new Set(),
+  built: false, changed: () => {}};
+const FOLD_ABOVE = 14;   // a model with more group rows than this opens with every group folded
 
 const STYLE = `
   #model-view { display: none; grid-template-columns: minmax(0, 1.25fr) minmax(0, 1fr); gap: 10px; }
@@ -28,16 +33,23 @@ const STYLE = `
   #mv-measures { display: flex; gap: 4px; flex-wrap: wrap; margin: 2px 0; }
   #mv-measures button { font-size: 14px; padding: 1px 6px; }
   #mv-measures button.on { background: #1e293b; color: white; }
-  #mv-blocks { flex: 1; min-height: 0; }
-  #mv-blocks svg { width: 100%; height: 100%; display: block; }
+  #mv-blocks { flex: 1; min-height: 0; display: flex; flex-direction: column; gap: 4px; }
+  .mv-picture { flex: 1 1 0; min-height: 0; display: flex; flex-direction: column; }
+  .mv-picture-title { font-weight: bold; font-size: 14px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+  .mv-picture svg { flex: 1 1 0; min-height: 0; width: 100%; height: 100%; display: block; }
+  #mv-blocks text.group { cursor: pointer; }
+  #mv-fold { margin-left: auto; }
   #mv-legend svg { width: 100%; max-width: 440px; height: auto; display: block; }
   #mv-detail table { font-size: 14px; }
   #mv-detail td, #mv-detail th { padding: 0 6px; }
-  #mv-hists { display: flex; gap: 4px; }
-  #mv-hists svg { flex: 1; min-width: 0; width: 100%; height: auto; display: block; }
+  #mv-numbers th { max-width: 150px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+  .mv-hists { display: flex; gap: 4px; }
+  .mv-hists svg { flex: 1; min-width: 0; width: 100%; height: auto; display: block; }
   #mv-series svg { width: 100%; height: auto; max-height: 200px; display: block; }
   #mv-blocks rect.block { cursor: pointer; }
   #mv-blocks rect.block.picked { stroke: #dc2626; stroke-width: 3; }
+  #mv-blocks rect.block.never-ran { stroke-dasharray: 4 3; }
+  #mv-never-ran { font-size: 14px; color: #b45309; margin: 2px 0; }
 `;
 
 function el(tag, attrs, children) {
@@ -62,8 +74,9 @@ function build() {
   if (view.built) return;
   view.built = true;
   document.head.append(el('style', {}, STYLE));
-  const measures = el('div', {id: 'mv-measures'}, Object.entries(MEASURES).map(([k, m]) =>
-    el('button', {id: 'mv-measure-' + k, title: 'colour the blocks by the ' + m.what}, m.button)));
+  const measures = el('div', {id: 'mv-measures'}, [...Object.entries(MEASURES).map(([k, m]) =>
+    el('button', {id: 'mv-measure-' + k, title: 'colour the blocks by the ' + m.what}, m.button)),
+    el('button', {id: 'mv-fold', title: 'fold every group row to one block (its worst), or open them all'}, 'fold all')]);
   const root = el('div', {id: 'model-view'}, [
     el('div', {id: 'mv-left'}, [
       el('div', {class: 'panel', id: 'mv-blocks-panel'}, [
@@ -73,14 +86,37 @@ function build() {
     el('div', {id: 'mv-right'}, [
       el('div', {class: 'panel', id: 'mv-detail-panel'}, [el('h3', {id: 'mv-detail-title'}, 'click a block'), el('div', {id: 'mv-detail'})]),
       el('div', {class: 'panel', id: 'mv-series-panel'}, [
-        el('h3', {}, 'update:data ratio of each weight over the steps (log10)'), el('div', {id: 'mv-series'})]),
+        el('h3', {id: 'mv-series-title'}, 'update:data ratio of each weight over the steps (log10)'), el('div', {id: 'mv-series'})]),
     ]),
   ]);
   document.body.append(root);
   for (const k of Object.keys(MEASURES)) {
-    document.getElementById('mv-measure-' + k).addEventListener('click', () => { view.measure = k; redraw(); });
+    document.getElementById('mv-measure-' + k).addEventListener('click', () => { view.measure = k; redraw(); view.changed(); });
   }
+  document.getElementById('mv-fold').addEventListener('click', () => {
+    const groups = view.step ? view.step.groups.map((_, i) => i) : [];
+    view.folded = view.folded.size === groups.length ? new Set() : new Set(groups);
+    redraw(); view.changed();
+  });
   window.addEventListener('resize', () => { if (document.body.classList.contains('model-run')) size(); });
+}
+
+// What the address keeps of this view (index.js writes it with the run and the step): the measure, the open block,
+// the folded groups (their row numbers: a module's name may hold any character).
+export function modelViewHash() {
+  const out = {measure: view.measure};
+  if (view.selected !== null) out.block = view.selected;
+  if (view.step) out.fold = [...view.folded].sort((a, b) => a - b).join(',') || 'none';
+  return out;
+}
+
+// The view asked for by the address, before the run's first step is drawn; `changed` is called when the user
+// changes it (index.js writes the address again).
+export function wantModelView(wanted, changed) {
+  if (wanted.measure && MEASURES[wanted.measure]) view.measure = wanted.measure;
+  if (wanted.block) view.selected = wanted.block;
+  view.wantedFold = wanted.fold;
+  if (changed) view.changed = changed;
 }
 
 // the view ends at the window's bottom edge: its panels scroll inside, never the page
@@ -94,11 +130,25 @@ export function hideModelView() {
   document.body.classList.remove('model-run');
 }
 
-export function drawModelView(step) {
+// `step`: the run's /model_step answer; `other`: the compared run's at the same step (null: none or no such step);
+// `names`: {run, compare, note}: the runs' names, and why the compared run shows nothing, when it does not.
+export function drawModelView(step, other = null, names = {}) {
   build();
   document.body.classList.add('model-run');
-  if (!view.step || !step.blocks.some((b) => b.name === view.selected)) view.selected = null;
+  if (names.run !== view.run) {           // another run: its own groups; the folding the address asked for, once
+    view.run = names.run;
+    const fold = view.wantedFold;
+    view.wantedFold = undefined;
+    if (fold !== undefined) {
+      view.folded = new Set(fold === 'none' ? [] : fold.split(',').map(Number).filter((i) => Number.isInteger(i) && i >= 0 && i < step.groups.length));
+    } else {
+      view.folded = new Set(step.groups.length > FOLD_ABOVE ? step.groups.map((_, i) => i) : []);
+    }
+  }
+  if (!step.blocks.some((b) => b.name === view.selected)) view.selected = null;
   view.step = step;
+  view.other = other;
+  view.names = names;
   if (view.selected === null) {
     const first = step.blocks.find((b) => b.ratio !== null) || step.blocks[0];
     view.selected = first ? first.name : null;
@@ -117,44 +167,94 @@ function redraw() {
   const step = view.step;
   if (!step) return;
   for (const k of Object.keys(MEASURES)) document.getElementById('mv-measure-' + k).className = view.measure === k ? 'on' : '';
-  drawBlocks(step);
+  document.getElementById('mv-fold').textContent = view.folded.size === step.groups.length && step.groups.length ? 'open all' : 'fold all';
+  const two = Boolean(view.names.compare);
+  const pictures = [picture(step, two ? view.names.run : null, 'mv-blocks-svg')];
+  if (view.other) pictures.push(picture(view.other, view.names.compare, 'mv-blocks-svg-compare'));
+  else if (two) pictures.push(el('div', {class: 'mv-picture-title', id: 'mv-compare-note'}, view.names.note || ''));
+  document.getElementById('mv-blocks').replaceChildren(...pictures);
   drawLegend(step);
   drawDetail(step);
   drawSeries(step);
 }
 
-// ---- the blocks: one row per group, blocks in the model's order ----
-function drawBlocks(step) {
-  const box = document.getElementById('mv-blocks');
+// ---- the blocks: one row per group, blocks in the model's order; a folded group is one block ----
+// One run's picture: its title (the run's name and the step's loss, when two runs are on screen) and its blocks.
+function picture(step, title, id) {
+  const box = el('div', {class: 'mv-picture'});
+  if (title) {
+    const text = `${title} · loss ${num(step.loss)}`;
+    box.append(el('div', {class: 'mv-picture-title', title: text}, text));
+  }
+  box.append(drawBlocks(step, id));
+  return box;
+}
+
+function drawBlocks(step, id) {
   const byName = Object.fromEntries(step.blocks.map((b) => [b.name, b]));
-  const W = 640, label = 120, rowH = 34, gap = 6;
-  const widest = Math.max(1, ...step.groups.map((g) => g.blocks.length));
+  const font = 11, charW = font * 0.62, groupChar = 12 * 0.62;
+  const W = 640, rowH = 34, gap = 6;
+  // the group names' column: as wide as the longest name needs, at most a third of the picture
+  const label = Math.min(220, Math.max(110, 24 + groupChar * Math.max(0, ...step.groups.map((g) => g.name.length))));
+  const widest = Math.max(1, ...step.groups.map((g, i) => (view.folded.has(i) ? 1 : g.blocks.length)));
   const bw = Math.min(90, (W - label - 4) / widest);
   const H = step.groups.length * (rowH + gap) + gap;
-  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'xMidYMin meet', id: 'mv-blocks-svg',
+  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'xMidYMin meet', id,
     'data-step': step.step, 'data-measure': view.measure});
-  const font = 11, charW = font * 0.62;
   step.groups.forEach((g, i) => {
     const y = gap + i * (rowH + gap);
-    root.append(svg('text', {x: 4, y: y + rowH / 2 + 4, 'font-size': 12, class: 'group'}, fit(g.name, (label - 8) / (12 * 0.62))));
-    g.blocks.forEach((name, j) => {
-      const b = byName[name];
+    const folded = view.folded.has(i);
+    const name = svg('text', {x: 4, y: y + rowH / 2 + 4, 'font-size': 12, class: 'group', 'data-group': i,
+      'data-folded': folded ? '1' : '0'}, (folded ? '▸ ' : '▾ ') + fitLeft(g.name, (label - 10) / groupChar - 2));
+    const row = svg('g', {class: 'group-row'});
+    row.append(svg('title', {}, `${g.name} (${g.blocks.length} ${g.blocks.length === 1 ? 'block' : 'blocks'}): click to ${folded ? 'open' : 'fold'}`), name);
+    name.addEventListener('click', () => {
+      if (view.folded.has(i)) view.folded.delete(i); else view.folded.add(i);
+      redraw(); view.changed();
+    });
+    root.append(row);
+    if (folded) {
+      const worst = g.worst[view.measure];
+      const bin = worst ? worst.bin : null;
+      const width = W - label - 4;
+      const short = (n) => (n.startsWith(g.name + '.') ? n.slice(g.name.length + 1) : n.split('.').pop());
+      const rect = svg('rect', {x: label + 1, y, width: width - 3, height: rowH, rx: 4, fill: bin === null ? NONE : PALETTE[bin],
+        stroke: '#475569', 'stroke-width': 1, 'stroke-dasharray': '2 2', class: 'block folded', 'data-group': i,
+        'data-bin': bin ?? '', 'data-worst': worst ? worst.block : ''});
+      rect.append(svg('title', {}, `${g.name}, folded: ${g.blocks.length} blocks, coloured by ${step.worst_rule[view.measure]}: ` +
+        (worst ? `${worst.block}, ${value(byName[worst.block], view.measure)}` : 'none of its blocks has one')));
+      rect.addEventListener('click', () => { view.folded.delete(i); redraw(); view.changed(); });
+      root.append(rect);
+      const dark = bin !== null && bin >= 4;
+      const what = worst ? `worst ${short(worst.block)}: ${value(byName[worst.block], view.measure)}` : `no ${MEASURES[view.measure].button}`;
+      root.append(svg('text', {x: label + width / 2 - 0.5, y: y + rowH / 2 + 4, 'font-size': font, 'text-anchor': 'middle',
+        fill: dark ? 'white' : '#1e293b', 'pointer-events': 'none'}, fit(`${g.blocks.length} blocks · ${what}`, (width - 10) / charW)));
+      return;
+    }
+    g.blocks.forEach((blockName, j) => {
+      const b = byName[blockName];
       const bin = b.bins[view.measure];
       const fill = bin === null || bin === undefined ? NONE : PALETTE[bin];
       const x = label + j * bw;
       const rect = svg('rect', {x: x + 1, y, width: bw - 3, height: rowH, rx: 4, fill, stroke: '#475569', 'stroke-width': 1,
-        class: 'block' + (name === view.selected ? ' picked' : ''), 'data-name': name, 'data-bin': bin ?? ''});
-      rect.append(svg('title', {}, `${name}: ${MEASURES[view.measure].what} ${value(b, view.measure)}`));
-      rect.addEventListener('click', () => { view.selected = name; redraw(); });
+        class: 'block' + (blockName === view.selected ? ' picked' : '') + (b.never_ran ? ' never-ran' : ''),
+        'data-name': blockName, 'data-bin': bin ?? ''});
+      rect.append(svg('title', {}, `${blockName}: ${MEASURES[view.measure].what} ${value(b, view.measure)}` + (b.never_ran ? `; ${b.never_ran}` : '')));
+      rect.addEventListener('click', () => { view.selected = blockName; redraw(); view.changed(); });
       root.append(rect);
-      const short = name.startsWith(g.name + '.') ? name.slice(g.name.length + 1) : name.split('.').pop();
+      const short = blockName.startsWith(g.name + '.') ? blockName.slice(g.name.length + 1) : blockName.split('.').pop();
       const dark = bin !== null && bin !== undefined && bin >= 4;
-      const text = svg('text', {x: x + bw / 2 - 0.5, y: y + rowH / 2 + 4, 'font-size': font, 'text-anchor': 'middle',
-        fill: dark ? 'white' : '#1e293b', 'pointer-events': 'none'}, fit(short, (bw - 8) / charW));
-      root.append(text);
+      root.append(svg('text', {x: x + bw / 2 - 0.5, y: y + rowH / 2 + 4, 'font-size': font, 'text-anchor': 'middle',
+        fill: dark ? 'white' : '#1e293b', 'pointer-events': 'none'}, fit(short, (bw - 8) / charW)));
     });
   });
-  box.replaceChildren(root);
+  return root;
+}
+
+// a group's name cut from the left, so that the part that tells rows apart (layers.3.self_attn) stays
+function fitLeft(text, chars) {
+  chars = Math.max(2, Math.floor(chars));
+  return text.length <= chars ? text : '…' + text.slice(text.length - chars + 1);
 }
 
 function fit(text, chars) {
@@ -190,30 +290,56 @@ function drawLegend(step) {
   } else if (view.measure === 'dead') {
     tick(0, '0 %'); tick(n / 2, '50 %'); tick(n, '100 %');
   }
+  const line = 'font-size: 13px; color: #475569; white-space: nowrap; overflow: hidden; text-overflow: ellipsis';
+  const legend = scale.label + (view.measure === 'ratio' ? '; red: 1e-3, a healthy update' : '');
+  const folded = `a folded row (▸): its worst block, ${step.worst_rule[view.measure]}; dashed outline: never ran`;
   document.getElementById('mv-legend').replaceChildren(root,
-    el('div', {id: 'mv-legend-text', style: 'font-size: 13px; color: #475569; white-space: nowrap; overflow: hidden; text-overflow: ellipsis'},
-      scale.label + (view.measure === 'ratio' ? '; red: 1e-3, a healthy update' : '')));
+    el('div', {id: 'mv-legend-text', style: line, title: legend}, legend),
+    el('div', {id: 'mv-legend-fold', style: line, title: folded}, folded));
 }
 
-// ---- the block clicked: its numbers and its three histograms at this step ----
+// ---- the block clicked: its numbers and its three histograms at this step (vs: the second run's beside) ----
+function numbers(b) {
+  if (!b) return ['–', '–', '–', '–', '–'];
+  return [
+    num(b.ratio) + (b.main ? ` (${b.main.split('.').pop()})` : ''),
+    num(b.grad_norm),
+    num((b.params.find((p) => p.name === b.main) || {}).grad_data ?? null),
+    b.dead === null ? '–' : `${pct(b.dead)} ${b.dead_kind}`,
+    b.source === 'statistics' ? 'statistics' : b.source === 'full' ? 'every number' : '–',
+  ];
+}
+
 function drawDetail(step) {
   const b = step.blocks.find((x) => x.name === view.selected);
   const title = document.getElementById('mv-detail-title');
   const detail = document.getElementById('mv-detail');
   if (!b) { title.textContent = 'click a block'; detail.replaceChildren(); return; }
   title.textContent = `${b.name} at step ${step.step}`;
-  const rows = [
-    ['update-to-weight ratio', num(b.ratio) + (b.main ? ` (${b.main.split('.').pop()})` : '')],
-    ['gradient norm', num(b.grad_norm)],
-    ['grad:data ratio', num((b.params.find((p) => p.name === b.main) || {}).grad_data ?? null)],
-    [b.dead_kind === 'saturated' ? 'saturated share' : 'dead share', b.dead === null ? '–' : pct(b.dead)],
-    ['numbers from', b.source === 'statistics' ? 'statistics' : b.source === 'full' ? 'every number' : '–'],
-  ];
-  const table = el('table', {id: 'mv-numbers'}, rows.map(([k, v]) => el('tr', {}, [el('td', {}, k), el('td', {}, v)])));
-  const hists = el('div', {id: 'mv-hists'}, [
-    histogram('activation', b.hist_act), histogram('activation gradient', b.hist_act_grad), histogram('weight gradient', b.hist_weight_grad, b.main ? 'not recorded' : 'no weights')]);
-  const note = b.dead === null && b.dead_note ? el('div', {style: 'font-size: 13px; color: #64748b'}, b.dead_note) : '';
-  detail.replaceChildren(table, hists, note);
+  const other = view.other ? view.other.blocks.find((x) => x.name === b.name) || null : null;
+  const labels = ['update-to-weight ratio', 'gradient norm', 'grad:data ratio', 'dead / saturated share', 'numbers from'];
+  const mine = numbers(b), theirs = numbers(other);
+  const head = view.other ? [el('tr', {}, [el('th', {}, ''), el('th', {}, view.names.run || ''), el('th', {}, view.names.compare || '')])] : [];
+  const table = el('table', {id: 'mv-numbers'}, [...head, ...labels.map((k, i) => el('tr', {}, [el('td', {}, k), el('td', {}, mine[i]),
+    ...(view.other ? [el('td', {class: 'compare'}, theirs[i])] : [])]))]);
+  const ran = b.never_ran ? 'never ran' : 'not recorded';
+  const parts = [table];
+  if (b.never_ran) parts.push(el('div', {id: 'mv-never-ran'}, b.never_ran));
+  parts.push(hists(b, ran, view.other ? view.names.run : null));
+  if (view.other) {
+    parts.push(other ? hists(other, other.never_ran ? 'never ran' : 'not recorded', view.names.compare)
+      : el('div', {style: 'font-size: 13px; color: #64748b'}, `${view.names.compare} has no module ${b.name}`));
+  }
+  if (b.dead === null && b.dead_note && !b.never_ran) parts.push(el('div', {style: 'font-size: 13px; color: #64748b'}, b.dead_note));
+  detail.replaceChildren(...parts);
+}
+
+function hists(b, missing, run) {
+  const row = el('div', {class: 'mv-hists'}, [
+    histogram('activation', b.hist_act, missing), histogram('activation gradient', b.hist_act_grad, missing),
+    histogram('weight gradient', b.hist_weight_grad, b.main ? 'not recorded' : 'no weights')]);
+  if (!run) { row.id = 'mv-hists'; return row; }
+  return el('div', {}, [el('div', {class: 'mv-picture-title', style: 'font-size: 13px'}, run), row]);
 }
 
 function histogram(name, h, missing = 'not recorded') {
