@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nn_lesson.lesson.bridge.train import OPTIMIZERS, BridgeConfig
+from nn_lesson.lesson.bridge.train import CNN_DEFAULT_LR, DEFAULT_POLICY, MODELS, OPTIMIZERS, BridgeConfig
 from nn_lesson.lesson.run.values import (  # noqa: F401  (the value checks live beside the settings they check)
     FLOAT32_MAX, at_most, learning_rate, port, positive_float, positive_int, run_name, seed, threads, whole_number)
 from nn_lesson.lesson.run.settings import INITS, LOSSES, LessonConfig
@@ -21,6 +21,10 @@ from nn_lesson.models import ACTIVATIONS
 # weights, gradients and updates each; 4,096 hidden units is 1 MB a layer, and 10,000 epochs 230,000 steps.
 MAX_HIDDEN = 4096
 MAX_BRIDGE_EPOCHS = 10_000
+# The CNN's: 8x8 images, so a layer's output is 64 × channels numbers an image; 128 channels and 8 blocks keep a
+# full row (every k-th step) under ~200 MB at batch 64, and a step well under a second here.
+MAX_CHANNELS = 128
+MAX_BLOCKS = 8
 
 
 def add_run_folder_arguments(p: argparse.ArgumentParser, default_name: str) -> None:
@@ -42,6 +46,8 @@ examples:
                                          overshoots (see lab --help)
   nn-lesson bridge --optimizer momentum  the same hooks on real digits, DataLoader and all (needs the
                                          'bridge' extra: pip install 'nn-lesson[bridge]'); see bridge --help
+  nn-lesson bridge --model cnn           the second bridge: a small residual CNN with BatchNorm, seen
+                                         as the picture of its health in the Lesson tab
   torchrun --nproc_per_node 2 -m nn_lesson bridge
                                          the bridge on two processes (DDP); rank 0 writes the run
   nn-lesson --serve                      the lesson, then TensorBoard on 127.0.0.1: open the printed
@@ -119,30 +125,59 @@ def bridge_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nn-lesson bridge",
         description="The bridge lesson: the same hooks and TensorBoard layout on a real data set (8x8 digits, "
-                    "shipped inside scikit-learn) with the training loop people actually write.")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="default: adam")
-    p.add_argument("--lr", type=learning_rate, help="learning rate (default: sgd 0.3, momentum 0.05, adam 0.003)")
+                    "shipped inside scikit-learn) with the training loop people actually write. --model cnn "
+                    "trains a small residual CNN with BatchNorm instead, kept as statistics of every step and every "
+                    "number of every 10th, and written as the Lesson tab's model view with pages on the rule "
+                    "weight_new = weight_old - lr x gradient at depth and on the net's health.",
+        epilog=BRIDGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=MODELS, default="mlp",
+                   help="mlp: a 64-hidden-10 MLP (default); cnn: a residual CNN on 1x8x8 images (a conv stem, "
+                        "--blocks residual blocks with BatchNorm, a linear head)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="default: adam for the MLP, sgd for the CNN")
+    p.add_argument("--lr", type=learning_rate,
+                   help="learning rate (default: MLP sgd 0.3, momentum 0.05, adam 0.003; CNN "
+                        + ", ".join(f"{k} {v:g}" for k, v in CNN_DEFAULT_LR.items()) + ")")
     p.add_argument("--epochs", type=at_most(MAX_BRIDGE_EPOCHS, "a bridge run's bound"), default=d.epochs, metavar="N",
                    help=f"default: {d.epochs}; at most {MAX_BRIDGE_EPOCHS:,}")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, metavar="N", help=f"default: {d.batch_size}")
-    p.add_argument("--hidden", type=at_most(MAX_HIDDEN, "the bridge MLP's bound"), default=d.hidden, metavar="N",
-                   help=f"hidden units (default: {d.hidden}; at most {MAX_HIDDEN:,})")
+    p.add_argument("--hidden", type=at_most(MAX_HIDDEN, "the bridge MLP's bound"), metavar="N",
+                   help=f"the MLP's hidden units (default: {d.hidden}; at most {MAX_HIDDEN:,})")
+    p.add_argument("--channels", type=at_most(MAX_CHANNELS, "the bridge CNN's bound"), metavar="N",
+                   help=f"the CNN's channels (default: {d.channels}; at most {MAX_CHANNELS})")
+    p.add_argument("--blocks", type=at_most(MAX_BLOCKS, "the bridge CNN's bound"), metavar="N",
+                   help=f"the CNN's residual blocks (default: {d.blocks}; at most {MAX_BLOCKS})")
+    p.add_argument("--no-batchnorm", action="store_true",
+                   help="the CNN without its BatchNorm layers (its convolutions get biases instead): compare its "
+                        "health with the default run's")
     p.add_argument("--seed", type=seed, default=d.seed, metavar="S", help=f"default: {d.seed}")
-    p.add_argument("--policy", default=d.policy,
+    p.add_argument("--policy",
                    help="what the Recorder keeps: full, every:K (every K-th step in full), stats or stats:K "
-                        f"(mean, std, norm, min, max, histogram per tensor) (default: {d.policy})")
+                        "(mean, std, norm, min, max, histogram per tensor), stats+every:K (statistics of every step "
+                        f"and every K-th step in full; CNN only) (default: MLP {DEFAULT_POLICY['mlp']}, "
+                        f"CNN {DEFAULT_POLICY['cnn']})")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--lightning", action="store_true",
                    help="also train the same run with a PyTorch Lightning Trainer (RecorderCallback) and add a page "
                         "comparing the two, row by row (needs pip install 'nn-lesson[lightning]')")
     p.add_argument("--every-rank", action="store_true",
                    help="under torchrun, every process writes its own run (NAME.rank<r>); by default only rank 0")
-    add_run_folder_arguments(p, "bridge_<optimizer>, numbered when repeated")
+    add_run_folder_arguments(p, "bridge_<optimizer>, or bridge_cnn_<optimizer>[_nobn], numbered when repeated")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     p.add_argument("--threads", type=threads, metavar="N",
                    help="torch intra-op threads (default: 1 for models this small, under a million parameters: "
                         "a tiny model slows up to 10× when its threads compete with another busy process)")
     return p
+
+
+BRIDGE_EXAMPLES = """\
+examples:
+  nn-lesson bridge                                   the MLP with Adam
+  nn-lesson bridge --model cnn --name cnn            the residual CNN with BatchNorm, plain SGD
+  nn-lesson bridge --model cnn --no-batchnorm --name cnn-no-bn
+  nn-lesson bridge --model cnn --lr 5 --name cnn-lr-high
+                                                     the same net unnormalised, and with too high a learning
+                                                     rate: open the three in the Lesson tab and compare with vs
+"""
 
 
 LAB_EXAMPLE = """\

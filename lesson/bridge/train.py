@@ -1,6 +1,8 @@
 """The bridge lesson: the same Recorder on a real data set (scikit-learn's 8x8 digits, shipped inside
 scikit-learn, no download) and the training code people actually write: DataLoader, mini-batches,
-an MLP, SGD / SGD with momentum / Adam, a held-out split, accuracy per epoch."""
+an MLP, SGD / SGD with momentum / Adam, a held-out split, accuracy per epoch. `model="cnn"` trains a small
+residual CNN with BatchNorm on the same digits as 1x8x8 images instead (the second bridge: a net deep enough
+for the things that go wrong at depth), keeping statistics of every step and every number of every k-th."""
 
 from __future__ import annotations
 
@@ -17,10 +19,15 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from nn_lesson.hooks import CapturePolicy, Recorder, SnapshotLog
 from nn_lesson.lesson.run.record import save_record
-from nn_lesson.models import make_mlp
+from nn_lesson.models import ResidualCNN, make_mlp
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 DEFAULT_LR = {"sgd": 0.3, "momentum": 0.05, "adam": 0.003}
+MODELS = ("mlp", "cnn")
+# The CNN's defaults: plain SGD, so the update is the lesson's weight_new = weight_old − lr × gradient.
+CNN_DEFAULT_LR = {"sgd": 0.1, "momentum": 0.02, "adam": 0.003}
+DEFAULT_OPTIMIZER = {"mlp": "adam", "cnn": "sgd"}
+DEFAULT_POLICY = {"mlp": "every:10", "cnn": "stats+every:10"}
 
 
 class MissingExtra(RuntimeError):
@@ -29,28 +36,56 @@ class MissingExtra(RuntimeError):
 
 @dataclass(frozen=True)
 class BridgeConfig:
-    optimizer: str = "adam"
-    lr: float | None = None        # None: DEFAULT_LR of the optimizer
+    optimizer: str = ""            # "": adam for the MLP, sgd for the CNN (DEFAULT_OPTIMIZER)
+    lr: float | None = None        # None: DEFAULT_LR (CNN_DEFAULT_LR) of the optimizer
     epochs: int = 20
     batch_size: int = 64
-    hidden: int = 32
+    hidden: int = 32               # the MLP's hidden units
     seed: int = 0
     heldout_fraction: float = 0.2
-    policy: str = "every:10"      # full | every:K | stats | stats:K
+    policy: str = ""              # full | every:K | stats | stats:K | stats+every:K; "": DEFAULT_POLICY of the model
     device: str = "cpu"
+    model: str = "mlp"             # mlp | cnn
+    channels: int = 16             # the CNN's channels
+    blocks: int = 2                # the CNN's residual blocks
+    batchnorm: bool = True         # the CNN with or without its BatchNorm layers
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, not {self.model!r}")
+        if not self.optimizer:
+            object.__setattr__(self, "optimizer", DEFAULT_OPTIMIZER[self.model])
+        if not self.policy:
+            object.__setattr__(self, "policy", DEFAULT_POLICY[self.model])
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+        if self.lr is not None:
+            return self.lr
+        return (CNN_DEFAULT_LR if self.model == "cnn" else DEFAULT_LR)[self.optimizer]
 
     def capture_policy(self) -> CapturePolicy:
         kind, _, k = self.policy.partition(":")
+        if not k.isdigit() and k:
+            raise ValueError(f"policy {self.policy!r}: K must be a whole number, e.g. every:10")
         every = int(k) if k else 1
+        if every < 1:
+            raise ValueError(f"policy {self.policy!r}: K must be at least 1")
         if kind in ("full", "every"):
             return CapturePolicy.every_k(every)
         if kind == "stats":
             return CapturePolicy.stats(every=every)
-        raise ValueError(f"policy must be full, every:K, stats or stats:K, not {self.policy!r}")
+        if kind == "stats+every":
+            if self.model != "cnn":
+                raise ValueError("stats+every:K is the CNN's policy (--model cnn); the MLP keeps full, every:K, "
+                                 "stats or stats:K")
+            return CapturePolicy.stats_and_every(every)
+        raise ValueError(f"policy must be full, every:K, stats, stats:K or stats+every:K, not {self.policy!r}")
+
+    def build_model(self) -> nn.Module:
+        if self.model == "cnn":
+            return ResidualCNN(self.channels, self.blocks, self.batchnorm)
+        return make_mlp([64, self.hidden, 10])
 
 
 @dataclass(frozen=True)
@@ -72,6 +107,7 @@ class BridgeRun:
     hidden_end: torch.Tensor | None = None        # the same after training
     epoch_end_steps: tuple[int, ...] = ()         # the optimizer step that ended each epoch
     stopped: str | None = None                    # why training ended early ("interrupted by SIGTERM"), else None
+    stats: SnapshotLog | None = None              # statistics of every step (policy stats+every:K), else None
 
     def save(self, path: str | Path) -> Path:
         """The snapshot file, with the bridge's settings and accuracies as its record."""
@@ -122,7 +158,7 @@ def train_bridge(config: BridgeConfig, on_epoch: Callable[[int, float, float], N
     x_train, y_train, x_held, y_held = load_digits_split(config.seed, config.heldout_fraction)
     x_train, y_train, x_held, y_held = (t.to(device) for t in (x_train, y_train, x_held, y_held))
     torch.manual_seed(config.seed)
-    net = make_mlp([64, config.hidden, 10]).to(device)
+    net = config.build_model().to(device)
     dataset = TensorDataset(x_train, y_train)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     own_group = False
@@ -160,7 +196,7 @@ def train_bridge(config: BridgeConfig, on_epoch: Callable[[int, float, float], N
             probabilities = net(x_held).softmax(1).cpu()
         return BridgeRun(config, net, rec.log, held_acc, train_acc, (x_held.cpu(), y_held.cpu()),
                          time.perf_counter() - started, rec.report().line(), rec.rank, torch.stack(predictions),
-                         probabilities, hidden_start, hidden_layer(net, x_held), tuple(ends), stopped)
+                         probabilities, hidden_start, hidden_layer(net, x_held), tuple(ends), stopped, rec.stats_log)
 
     try:  # every rank leaves the process group it joined, whatever happens
         with Recorder(model, optimizer, loss_fn, steps_per_epoch=len(loader), policy=config.capture_policy()) as rec:
@@ -206,7 +242,14 @@ def epoch_end_step(steps_per_epoch: int, epoch: int) -> int:
     return (epoch + 1) * steps_per_epoch - 1
 
 
-def hidden_layer(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """The first hidden layer's activations (after its ReLU): what the projector shows."""
+def hidden_layer(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The first hidden layer's activations (after its ReLU): what the projector shows; for the CNN the pooled
+    features its head reads."""
     with torch.no_grad():
+        if isinstance(net, ResidualCNN):
+            was = net.training
+            net.eval()   # BatchNorm's running averages, as the held-out test uses them
+            out = net.features(x).cpu()
+            net.train(was)
+            return out
         return net[:2](x).cpu()

@@ -23,6 +23,12 @@ def bridge_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error("argument --device: CUDA is not available on this machine; use --device cpu")
     if device.type not in ("cpu", "cuda"):  # mps, xpu, meta...: this lesson trains on cpu or cuda only
         parser.error(f"argument --device: {args.device!r} is not supported here; use cpu or cuda")
+    cnn = args.model == "cnn"
+    for flag, given, wanted in (("--hidden", args.hidden is not None, "mlp"), ("--channels", args.channels is not None, "cnn"),
+                                ("--blocks", args.blocks is not None, "cnn"), ("--no-batchnorm", args.no_batchnorm, "cnn"),
+                                ("--lightning", args.lightning, "mlp")):
+        if given and args.model != wanted:
+            parser.error(f"argument {flag}: is for --model {wanted}, not --model {args.model}")
     if args.lightning:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             parser.error("argument --lightning: compares one process's plain loop with one Trainer; not under torchrun")
@@ -31,9 +37,14 @@ def bridge_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         except ImportError:
             parser.error("argument --lightning: needs PyTorch Lightning: pip install 'nn-lesson[lightning]'")
     from nn_lesson.hooks.threads import use_threads
-    use_threads(64 * args.hidden + args.hidden + args.hidden * 10 + 10, args.threads)  # the MLP 64-hidden-10
-    config = BridgeConfig(optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-                          hidden=args.hidden, seed=args.seed, policy=args.policy, device=args.device)
+    d = BridgeConfig()
+    config = BridgeConfig(optimizer=args.optimizer or "", lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                          hidden=args.hidden or d.hidden, seed=args.seed, policy=args.policy or "", device=args.device,
+                          model=args.model, channels=args.channels or d.channels, blocks=args.blocks or d.blocks,
+                          batchnorm=not args.no_batchnorm)
+    # the MLP 64-hidden-10; the CNN by its parameters (few: its cost is in the convolutions, and one thread
+    # is what keeps a busy machine from slowing it down, as for the MLP)
+    use_threads(sum(p.numel() for p in config.build_model().parameters()), args.threads)
     try:
         config.capture_policy()
     except ValueError as err:
@@ -46,8 +57,13 @@ def bridge_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         args.name = f"{args.name}.rank{rank}"
     # The heavy imports now, while a signal still simply ends the process (nothing claimed yet).
     import nn_lesson.lesson.bridge.board  # noqa: F401
+    if cnn:
+        import nn_lesson.lesson.bridge.cnn_board  # noqa: F401
+        import nn_lesson.lesson.board.your_model  # noqa: F401
     with stopping_by_signal():  # from the claim on, SIGINT / SIGTERM stop training and keep what was captured
-        claim = run_folder(parser, args, f"bridge_{config.optimizer}" + (f".rank{rank}" if rank else "")) if writes else None
+        default_name = (f"bridge_cnn_{config.optimizer}" + ("" if config.batchnorm else "_nobn") if cnn
+                        else f"bridge_{config.optimizer}")
+        claim = run_folder(parser, args, default_name + (f".rank{rank}" if rank else "")) if writes else None
         try:
             return train_and_write(args, config, rank, claim)
         except Stopped as err:  # before training began, or after the run was written
@@ -92,6 +108,10 @@ def train_and_write(args: argparse.Namespace, config: BridgeConfig, rank: int, c
         pages = (lightning_page(run.log, train_bridge_lightning(config)),)
 
     def fill(folder: Path) -> None:
+        if config.model == "cnn":   # the model view (write_tensorboard) and the CNN's pages
+            from nn_lesson.lesson.bridge.cnn_board import fill_cnn_run
+            fill_cnn_run(folder, run, pages)
+            return
         run.save(folder / SNAPSHOT_FILE)
         with EventWriter(folder) as events:
             write_bridge_tensorboard(events, run, pages)
