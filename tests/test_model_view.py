@@ -77,6 +77,10 @@ def logdir(tmp_path_factory):
     write_tensorboard(train(CapturePolicy.stats()).log, runs / "stats-only")
     broken = write_tensorboard(rec.log, runs / "broken-stats")
     (broken / "statistics.npz").write_bytes(b"not a snapshot file")
+    hot = train(CapturePolicy.stats_and_every(K), lr=0.8)          # the same net at a learning rate 8x higher
+    write_tensorboard(hot.log, runs / "resnet-hot", stats=hot.stats_log)
+    linked = write_tensorboard(rec.log, runs / "linked-stats")     # statistics.npz a link to a real one
+    (linked / "statistics.npz").symlink_to(runs / "resnet" / "statistics.npz")
     return runs
 
 
@@ -93,8 +97,8 @@ def client(logdir):
     return werkzeug_test.Client(app, wrappers.Response)
 
 
-def model_step(client, run, step):
-    response = client.get("/data/plugin/lesson/model_step", query_string={"run": run, "step": str(step)})
+def model_step(client, run, step, **more):
+    response = client.get("/data/plugin/lesson/model_step", query_string={"run": run, "step": str(step), **more})
     return response.status_code, response.get_json(silent=True)
 
 
@@ -191,6 +195,64 @@ def test_a_broken_statistics_file_leaves_the_full_rows(client, logs):
     assert status == 200 and view["statistics"] is None
     assert view["series"]["steps"] == logs["full"].step.tolist()        # the full rows' steps
     assert {b["name"]: b for b in view["blocks"]}["head"]["ratio"] is not None
+
+
+def test_statistics_reached_through_a_link_are_not_read(client, logs):
+    """statistics.npz is opened as every file the tab reads (safe_open): a symbolic link there, even to a real
+    statistics file inside the logdir, is not followed; the view stands on the full rows."""
+    status, view = model_step(client, "linked-stats", 1)
+    assert status == 200 and view["statistics"] is None
+    assert view["series"]["steps"] == logs["full"].step.tolist()
+
+
+def test_vs_puts_two_runs_on_one_gradient_norm_scale(client):
+    """model_step ...&with=R2: the gradient norm's colour scale spans both runs' norms of every step, the same in
+    both answers, and each block's bin is its own norm's bin on that scale; the ratio's scale is fixed."""
+    _, alone = model_step(client, "resnet", 1)
+    _, hot_alone = model_step(client, "resnet-hot", 1)
+    status, mine = model_step(client, "resnet", 1, **{"with": "resnet-hot"})
+    status2, theirs = model_step(client, "resnet-hot", 1, **{"with": "resnet"})
+    assert status == status2 == 200
+    a, b = alone["scale"]["grad_norm"]["log10"], hot_alone["scale"]["grad_norm"]["log10"]
+    assert a != b                                                  # two runs, two ranges of norms
+    both = [min(a[0], b[0]), max(a[1], b[1])]
+    assert mine["scale"]["grad_norm"]["log10"] == theirs["scale"]["grad_norm"]["log10"] == both
+    assert mine["scale"]["ratio"] == alone["scale"]["ratio"]
+    for view in (mine, theirs):
+        for block in view["blocks"]:
+            if block["grad_norm"] is None:
+                continue
+            at = (math.log10(block["grad_norm"]) - both[0]) / (both[1] - both[0])
+            assert block["bins"]["grad_norm"] == min(7, max(0, math.floor(at * 8))), block["name"]
+    assert model_step(client, "resnet", 1, **{"with": "../x"})[0] == 400
+    assert "no run" in model_step(client, "resnet", 1, **{"with": "nothing-here"})[1]["error"]
+
+
+def test_a_folded_group_takes_its_worst_block(client, logs):
+    """Each group names, for each measure, the block a folded row is coloured by: the ratio farthest from 1e-3 on
+    log10, the largest gradient norm, the largest dead share; computed here from the log."""
+    snap = logs["full"][2]
+    _, view = model_step(client, "resnet", 2)
+    assert view["worst_rule"]["ratio"] == "the update ratio farthest from 1e-3 (log scale)"
+    groups = {g["name"]: g for g in view["groups"]}
+    layer = [f"layers.1.{m}" for m in ("conv1", "bn1", "relu1", "conv2", "bn2", "relu2")]
+    ratios, norms = {}, {}
+    for name in layer:
+        w = f"{name}.weight"
+        if w in snap.before:
+            norms[name] = float(snap.grads[w].double().norm())
+            if std(snap.before[w]) > 0:
+                ratios[name] = std(snap.after[w].double() - snap.before[w].double()) / std(snap.before[w])
+    far = max(ratios, key=lambda n: abs(math.log10(ratios[n]) + 3))
+    worst = groups["layers.1"]["worst"]
+    assert worst["ratio"]["block"] == far and worst["ratio"]["value"] == pytest.approx(ratios[far], rel=1e-9)
+    assert worst["grad_norm"]["block"] == max(norms, key=norms.get)
+    dead = {n: float((snap.activations[n] == 0).double().mean()) for n in ("layers.1.relu1", "layers.1.relu2")}
+    assert worst["dead"]["block"] == max(dead, key=dead.get)
+    assert worst["dead"]["bin"] == min(7, math.floor(max(dead.values()) * 8))
+    blocks = {b["name"]: b for b in view["blocks"]}
+    assert worst["ratio"]["bin"] == blocks[far]["bins"]["ratio"]
+    assert groups["pool"]["worst"]["ratio"] is None                # no weights in it: nothing to colour by
 
 
 @pytest.mark.parametrize("args, needle", [
