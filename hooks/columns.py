@@ -253,6 +253,14 @@ class Column:
         used = self._locate(n - 1)[0] + 1
         return torch.cat(self.chunks[:used])[:n]
 
+    def blocks(self, n: int):
+        """Rows 0..n-1 a chunk at a time (views): for writing a column without gathering it."""
+        self._readable(n)
+        for start, size, chunk in zip(self.starts, self.sizes, self.chunks):
+            if start >= n:
+                break
+            yield chunk[: min(size, n - start)]
+
     def keep(self, rows: list[int]) -> "Column":
         """A new column of these rows (ascending) in order, absent ones still absent; gathered row by row into
         fresh chunks, so the memory needed on top of this column is the new one's."""

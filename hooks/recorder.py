@@ -42,8 +42,10 @@ changes; reading the log of a Recorder that was never entered.
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from collections import Counter
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -57,6 +59,7 @@ from nn_lesson.hooks.loss_scale import loss_scale_of_this_step
 from nn_lesson.hooks.policy import CapturePolicy, ordinal
 from nn_lesson.hooks.report import Report
 from nn_lesson.hooks.snapshot_log import SnapshotLog
+from nn_lesson.hooks.snapshot_stream import StreamedLog
 from nn_lesson.hooks.statistics import WorkBuffers, row_stats
 from nn_lesson.hooks.stepped_params import SteppedParams
 from nn_lesson.hooks.wrapping import RECORDER_ATTR, ForwardWrap
@@ -98,6 +101,7 @@ class _Forward:
         self.checks: list[tuple[str, torch.Tensor, int]] = []  # outputs reduced when seen: (name, output, version)
 
 
+STATS_FOLDER = "statistics"  # where a streamed Recorder's statistics of every step go, inside stream_to
 FULL_ONLY = ("inputs", "targets", "outputs", "samples")  # kept at full steps; no statistics of them
 THIN_AT = 2 / 3  # thinning rebuilds a column beside the old one: at 2/3 of the budget, the peak stays within it
 ROWS_WORTH_WARNING = 10_000  # an explicit policy whose budget holds fewer kept steps is told where it runs out
@@ -183,10 +187,14 @@ def batch_of_input(x: Any) -> int | None:
 class Recorder:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                  loss_fn: Callable[..., torch.Tensor] | None = None, *, steps_per_epoch: int | None = None,
-                 policy: CapturePolicy | None = None, memory_budget: int | None = None):
+                 policy: CapturePolicy | None = None, memory_budget: int | None = None,
+                 stream_to: str | os.PathLike | None = None):
         """policy: what to keep (default: every number of every step while it fits the memory budget, then
         statistics of every step and every number of every k-th step, k doubling as needed). memory_budget:
-        bytes the log may hold (default: a quarter of the memory available when the Recorder is made)."""
+        bytes the log may hold (default: a quarter of the memory available when the Recorder is made).
+        stream_to: a new folder the log is written to as it flushes (rec.log reads it back lazily; statistics
+        in its statistics/ subfolder): memory holds one flush whatever the run length, a killed run keeps every
+        flushed step, and the budget bounds the folder's size instead."""
         if isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's wrapper module
             raise RuntimeError(COMPILED)
         if type(model).forward is nn.Module.forward:  # ModuleDict, ModuleList: a loop never calls the model itself
@@ -213,8 +221,9 @@ class Recorder:
         self.distributed = isinstance(model, nn.parallel.DistributedDataParallel)
         self._params = SteppedParams(model, loss_fn, optimizer)
         self._layers_of = recorded_layers(model)
-        self._log = SnapshotLog(list(self._params.slots), [name for name, _ in self._layers_of],
-                                self.policy.bins if self.policy.stats_only else 0)
+        self.stream_to = Path(stream_to) if stream_to is not None else None
+        self._log = self._new_log(list(self._params.slots), [name for name, _ in self._layers_of],
+                                  self.policy.bins if self.policy.stats_only else 0, "")
         self._layers = set(self._log.layers)
         # Statistics of every step beside full rows every k-th step (CapturePolicy.stats_and_every, or the
         # default policy once every number of every step no longer fits its budget).
@@ -274,8 +283,13 @@ class Recorder:
             self._stats.flush()
         return self._stats
 
+    def _new_log(self, params: list, layers: list[str], bins: int, subfolder: str) -> SnapshotLog:
+        if self.stream_to is None:
+            return SnapshotLog(params, layers, bins)
+        return StreamedLog(self.stream_to / subfolder, params, layers, bins)
+
     def _start_stats(self) -> None:
-        self._stats = SnapshotLog(list(self._log.params), list(self._log.layers), self.policy.bins)
+        self._stats = self._new_log(list(self._log.params), list(self._log.layers), self.policy.bins, STATS_FOLDER)
 
     def start(self) -> "Recorder":
         """Attach the hooks (what `with` does); pair with close()."""
@@ -868,6 +882,8 @@ class Recorder:
 
     def _thin(self, row: int) -> None:
         """Keep every number of every (2k)-th step only, and statistics of every step from now on."""
+        if getattr(self._log, "unwritten", None) is not None:
+            return  # a streamed log that cannot write now cannot be rewritten either: tried again next row
         first = self._stats is None
         self._every *= 2
         if first:  # the steps kept so far in full give their statistics before most of them are let go
@@ -876,7 +892,7 @@ class Recorder:
         steps = self._log.step.tolist()
         keep = [i for i, s in enumerate(steps) if s % self._every == 0]
         self._log.keep_rows(keep)
-        self._row = len(keep)
+        self._row = self._log.steps
         self._held = self._log.held_bytes
         if first:
             self._say(f"Recorder: every number of every step does not fit the memory budget of "

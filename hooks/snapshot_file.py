@@ -23,6 +23,7 @@ import os
 import secrets
 import tokenize
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -56,13 +57,49 @@ def write_snapshot_file(path: str | Path, header: dict[str, Any],
     try:
         with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             _member(zf, "header", np.array(json.dumps(header, sort_keys=True)))
-            for name, tensor in (arrays.items() if isinstance(arrays, dict) else arrays):
-                _member(zf, name, tensor.detach().cpu().contiguous().numpy())
+            for name, value in (arrays.items() if isinstance(arrays, dict) else arrays):
+                if isinstance(value, Blocks):
+                    _member_in_blocks(zf, name, value)
+                else:
+                    _member(zf, name, value.detach().cpu().contiguous().numpy())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """A member written block by block (rows of one column, a chunk or a segment at a time): its whole shape
+    and dtype are known up front, so the column is never gathered in memory to be written."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    blocks: Iterable[torch.Tensor]
+
+
+def _member_in_blocks(zf: zipfile.ZipFile, name: str, value: Blocks) -> None:
+    info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
+    info.external_attr = 0o644 << 16
+    dtype = torch.empty((), dtype=value.dtype).numpy().dtype
+    rows = 0
+    with zf.open(info, "w", force_zip64=True) as out:
+        # the header np.save would write for the same array, so the bytes equal the gathered column's
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(value.shape)}
+        try:
+            np.lib.format.write_array_header_1_0(out, header)
+        except ValueError:  # a header over 64 KiB: format 2.0, as np.save does
+            np.lib.format.write_array_header_2_0(out, header)
+        for block in value.blocks:
+            array = block.detach().cpu().contiguous().numpy()
+            if array.shape[1:] != tuple(value.shape[1:]) or array.dtype != dtype:
+                raise ValueError(f"member {name!r}: a block of shape {array.shape} {array.dtype} in a column of "
+                                 f"{value.shape} {dtype}")
+            out.write(array.tobytes())
+            rows += len(array)
+    if rows != value.shape[0]:
+        raise ValueError(f"member {name!r}: {rows} rows written, {value.shape[0]} declared")
 
 
 def _member(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
@@ -83,6 +120,13 @@ def read_snapshot_file(path: str | Path) -> tuple[dict[str, Any], dict[str, np.n
     whole file is consistent. Before any array is read, each member's .npy header is checked against the zip
     directory (its declared shape × dtype must be exactly the member's size, so nothing inflates beyond what
     it declares) and against the JSON header (step counts, parameter offsets and shapes)."""
+    header, members = index_snapshot_file(path)
+    return header, {name: read_snapshot_member(path, members, name) for name in members if name != "header"}
+
+
+def index_snapshot_file(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple]]:
+    """The header and the checked table of members (see read_snapshot_file), without reading any array: a
+    streamed log keeps this per segment and reads one member when it is asked for."""
     path = Path(path)
     if not path.is_file():
         raise SnapshotFileError(f"{path}: no such snapshot file")
@@ -94,12 +138,20 @@ def read_snapshot_file(path: str | Path) -> tuple[dict[str, Any], dict[str, np.n
             members = _member_headers(path, zf)
             header = _read_header(path, zf, members)
             _check_layout(path, header, members)
-            arrays = {name: _read_member(zf, name, info) for name, info in members.items() if name != "header"}
     except SnapshotFileError:
         raise
     except _UNREADABLE as err:
         raise SnapshotFileError(f"{path}: truncated or corrupt snapshot file ({type(err).__name__}: {err})") from None
-    return header, arrays
+    return header, members
+
+
+def read_snapshot_member(path: str | Path, members: dict[str, tuple], name: str) -> np.ndarray:
+    """One member of a file indexed by index_snapshot_file."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return _read_member(zf, name, members[name])
+    except _UNREADABLE as err:
+        raise SnapshotFileError(f"{path}: truncated or corrupt snapshot file ({type(err).__name__}: {err})") from None
 
 
 def read_snapshot_header(path: str | Path) -> dict[str, Any]:

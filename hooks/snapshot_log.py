@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import torch
 
 from nn_lesson.hooks.columns import FIRST_CHUNK_ROWS, Column
-from nn_lesson.hooks.snapshot_file import is_column, read_snapshot_file, write_snapshot_file
+from nn_lesson.hooks.snapshot_file import Blocks, is_column, read_snapshot_file, write_snapshot_file
 from nn_lesson.hooks.statistics import STAT_NAMES, WorkBuffers, row_stats
 
 # Steps staged before they are stacked into the columns: one chunk's first rows (see columns.py), so
@@ -409,8 +409,9 @@ class SnapshotLog:
         if not -self.steps <= i < self.steps:
             raise IndexError(f"step {i} out of range; this log has {self.steps} steps")
         i %= self.steps
-        cells = {name: col.at(i) for name, col in self.columns.items()}
-        row = {name: v for name, v in cells.items() if self._columns[name].present(i)}  # absent cells: no value
+        columns = self.columns
+        cells = {name: col.at(i) for name, col in columns.items()}  # (reading pads rows no write reached)
+        row = {name: v for name, v in cells.items() if columns[name].present(i)}  # absent cells: no value
         b = int(row["batch_size"]) if "batch_size" in row else None
 
         def cut(name: str) -> torch.Tensor | None:
@@ -478,12 +479,18 @@ class SnapshotLog:
     def save(self, path: str | Path) -> Path:
         """Write the log to `path` (.npz, see README "Snapshot file"); atomic: write, then rename."""
         header = self.header()
-        # One column gathered at a time as the file is written, not a copy of the whole log at once.
-        return write_snapshot_file(path, header, ((name, col.values(self.steps)) for name, col in self.columns.items()))
+        # Each column written a chunk at a time: never a copy of the whole log, nor of one whole column.
+        return write_snapshot_file(path, header, (
+            (name, Blocks((self.steps, *col.row_shape), col.dtype, col.blocks(self.steps)))
+            for name, col in self.columns.items()))
 
     @classmethod
     def load(cls, path: str | Path) -> "SnapshotLog":
-        """The log in a snapshot file (a run record's file too: its own members are left unread)."""
+        """The log in a snapshot file (a run record's file too: its own members are left unread), or in a folder a
+        Recorder streamed to (stream_to=): then read lazily, a segment at a time (see snapshot_stream.py)."""
+        if Path(path).is_dir():
+            from nn_lesson.hooks.snapshot_stream import StreamedLog
+            return StreamedLog.open(path)
         return cls.from_file_contents(*read_snapshot_file(path))
 
     @classmethod
