@@ -127,7 +127,7 @@ def bridge_parser() -> argparse.ArgumentParser:
         description="The bridge lesson: the same hooks and TensorBoard layout on a real data set (8x8 digits, "
                     "shipped inside scikit-learn) with the training loop people actually write. --model cnn "
                     "trains a small residual CNN with BatchNorm instead, kept as statistics of every step and every "
-                    "number of every 10th, and written as the Lesson tab's model view with pages on the rule "
+                    "number of every 50th, and written as the Lesson tab's model view with pages on the rule "
                     "weight_new = weight_old - lr x gradient at depth and on the net's health.",
         epilog=BRIDGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=MODELS, default="mlp",

@@ -182,8 +182,8 @@ def first_epoch_too_large(run: BridgeRun) -> Claim:
         size = "a weight that is no longer a number" if not math.isfinite(worst) else \
             f"{_g(worst)} of its weights' spread, {worst / RULE_OF_THUMB:,.0f}× the 1e-3 rule of thumb"
         return Claim(True, f"**The learning rate is too high.** At step {worst_step} the update of `{worst_name}` "
-                           f"was {size}: one step moved it by as much as it had learned. The update-ratio colours are "
-                           "at the top of their scale in the first epoch.")
+                           f"was {size}: a single step changed the weights by about as much as they differ from each other. "
+                           "In the model view's update-ratio colours (1e-5 to 1e-1) the first epoch's steps sit at the top.")
     return Claim(False, f"No layer's update in the first epoch reached {FAR_TOO_LARGE:g} of its weights' spread: the "
                         f"largest was `{worst_name}` at step {worst_step}, {_g(worst)} "
                         f"({worst / RULE_OF_THUMB:,.0f}× the 1e-3 rule of thumb).")
@@ -210,12 +210,13 @@ def mostly_dead(run: BridgeRun) -> Claim:
     layer, share = max(shares.items(), key=lambda kv: kv[1])
     step = int(run.log.step[row])
     if share >= DEAD_SHARE:
-        many = [f"`{k}` {pct(v, 0)}" for k, v in shares.items() if v >= DEAD_SHARE]
-        return Claim(True, f"**Dead units.** At step {step}, {pct(share, 0)} of `{layer}`'s outputs are 0 "
-                           f"({', '.join(many)}): where a ReLU outputs 0 its gradient is 0, so the layers below it "
-                           "hear little of the loss. The dead-share view shows these blocks dark.")
+        many = [f"`{k}` {pct(v, 0)}" for k, v in shares.items() if v >= DEAD_SHARE and k != layer]
+        also = f" (also {', '.join(many)})" if many else ""
+        return Claim(True, f"**Dead units.** At step {step}, {pct(share, 0)} of `{layer}`'s outputs are 0{also}: "
+                           "where a ReLU outputs 0 its gradient is 0, so the layers below it hear little of the loss. "
+                           "Switch the model view to the dead share to see them.")
     return Claim(False, f"No ReLU layer is mostly dead at step {step}: the most zeros are in `{layer}`, "
-                        f"{pct(share, 0)} of its outputs (a ReLU is 0 for about half its inputs anyway).")
+                        f"{pct(share, 0)} of its outputs (a ReLU outputs 0 wherever its input is negative).")
 
 
 def branch_ratios(run: BridgeRun) -> list[tuple[str, float]]:
@@ -252,8 +253,8 @@ def quiet_branches(run: BridgeRun) -> Claim:
     listed = ", ".join(f"`{b}` {v:.2f}" for b, v in ratios)
     if all(v < QUIET_BRANCH for _, v in ratios):
         return Claim(True, f"**The residual branches start quiet.** At the first step each block's branch output is "
-                           f"only this spread, as a share of the block's input: {listed}. Each convolution makes the "
-                           "signal smaller, so every block adds little to what its shortcut carries; nothing rescales "
+                           f"only this spread, as a share of the block's input: {listed}. The branch's convolutions "
+                           "leave the signal smaller than they found it, so every block adds little to what its shortcut carries; nothing rescales "
                            "it (BatchNorm would). Look at the activation histograms of `conv2` against the block "
                            "inputs.")
     return Claim(False, f"At the first step the residual branches are not quiet: each branch's output spread as a "
@@ -302,7 +303,7 @@ def health_page(run: BridgeRun) -> tuple[str, str]:
     verdict = claims[0] if claims[0].holds else claims[1] if claims[1].holds else claims[0]
     said = [verdict.sentence] + [c.sentence for c in warnings]
     if not warnings:
-        said.append("No warning sign: " + " ".join(c.sentence for c in claims[3:]))
+        said.append("No warning sign. " + " ".join(c.sentence for c in claims[3:]))
     n = steps_per_epoch(run)
     rows = []
     for name in main_weights(source(run)):

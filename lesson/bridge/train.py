@@ -27,7 +27,7 @@ MODELS = ("mlp", "cnn")
 # The CNN's defaults: plain SGD, so the update is the lesson's weight_new = weight_old − lr × gradient.
 CNN_DEFAULT_LR = {"sgd": 0.1, "momentum": 0.02, "adam": 0.003}
 DEFAULT_OPTIMIZER = {"mlp": "adam", "cnn": "sgd"}
-DEFAULT_POLICY = {"mlp": "every:10", "cnn": "stats+every:10"}
+DEFAULT_POLICY = {"mlp": "every:10", "cnn": "stats+every:50"}
 
 
 class MissingExtra(RuntimeError):
