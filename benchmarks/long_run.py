@@ -1,6 +1,7 @@
 """A new user's first real model under the Recorder: a small ResNet, 1,500 steps (a CIFAR-sized epoch) under a
 plain `with Recorder(model, opt)` (no policy: the default keeps within its memory budget), RSS printed every 100
-steps, then write_tensorboard with the statistics of every step. Usage: python benchmarks/long_run.py [STEPS] [DIR]"""
+steps, then write_tensorboard with the statistics of every step. Usage: python benchmarks/long_run.py [STEPS] [DIR] [--stream]
+(--stream: the same with stream_to=DIR-stream, the log written to disk as it flushes)"""
 
 import resource
 import sys
@@ -50,22 +51,24 @@ def rss() -> int:
 
 
 def main() -> None:
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 1500
-    out = sys.argv[2] if len(sys.argv) > 2 else "runs/long-resnet"
+    args = [a for a in sys.argv[1:] if a != "--stream"]
+    steps = int(args[0]) if args else 1500
+    out = args[1] if len(args) > 1 else "runs/long-resnet"
+    stream = f"{out}-stream" if "--stream" in sys.argv else None
     torch.manual_seed(0)
     model = ResNet()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     g = torch.Generator().manual_seed(1)
     data = [(torch.randn(32, 3, 32, 32, generator=g), torch.randint(0, 10, (32,), generator=g)) for _ in range(50)]
     start, started = rss(), time.perf_counter()
-    with Recorder(model, opt) as rec:
+    with Recorder(model, opt, stream_to=stream) as rec:
         for step in range(steps):
             x, y = data[step % len(data)]
             opt.zero_grad()
             F.cross_entropy(model(x), y).backward()
             opt.step()
             if step % 100 == 0:
-                print(f"step {step}: rss {rss()} MiB (+{rss() - start}), log {rec.log.nbytes >> 20} MiB, "
+                print(f"step {step}: rss {rss()} MiB (+{rss() - start}), log holds {rec.log.held_bytes >> 20} MiB, "
                       f"{time.perf_counter() - started:.0f} s", flush=True)
     print(rec.report().line())
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10} MiB, budget {rec.memory_budget >> 20} MiB")
