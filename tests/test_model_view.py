@@ -233,7 +233,7 @@ def test_a_folded_group_takes_its_worst_block(client, logs):
     log10, the largest gradient norm, the largest dead share; computed here from the log."""
     snap = logs["full"][2]
     _, view = model_step(client, "resnet", 2)
-    assert view["worst_rule"]["ratio"] == "the update ratio farthest from 1e-3 (log scale)"
+    assert view["worst_rule"]["ratio"] == "the update ratio farthest from 1e-3"
     groups = {g["name"]: g for g in view["groups"]}
     layer = [f"layers.1.{m}" for m in ("conv1", "bn1", "relu1", "conv2", "bn2", "relu2")]
     ratios, norms = {}, {}
@@ -288,8 +288,10 @@ def server(tmp_path_factory):
     runs = tmp_path_factory.mktemp("model-view-browser") / "runs"
     rec = train(CapturePolicy.stats_and_every(K))
     write_tensorboard(rec.log, runs / "resnet", stats=rec.stats_log)
+    hot = train(CapturePolicy.stats_and_every(K), lr=0.8)
+    write_tensorboard(hot.log, runs / "resnet-hot", stats=hot.stats_log)
     proc, url = start_tensorboard(runs)
-    yield url, SnapshotLog.load(runs / "resnet" / "snapshots.npz")
+    yield url, SnapshotLog.load(runs / "resnet" / "snapshots.npz"), runs
     proc.terminate()
     proc.wait(timeout=20)
 
@@ -342,14 +344,25 @@ LAYOUT_JS = """(body, ids) => {
             if (w > 1 && h > 1) problems.push('text overlaps text: ' + name(a) + ' / ' + name(c));
         }));
     }
-    for (const r of document.querySelectorAll('#mv-blocks-svg text')) {   // a block's name inside its block
+    for (const r of document.querySelectorAll('#mv-blocks svg text')) {   // a block's name inside its block
         const t = box(r);
-        const under = [...document.querySelectorAll('#mv-blocks-svg rect.block')].filter((b) => {
+        const under = [...r.ownerSVGElement.querySelectorAll('rect.block')].filter((b) => {
             const q = box(b); return t.left >= q.left - 1 && t.right <= q.right + 1 && t.top >= q.top - 1 && t.bottom <= q.bottom + 1; });
         const group = r.getAttribute('class') === 'group';
         if (!group && !under.length) problems.push('block name outside its block: ' + name(r));
     }
     return problems; }"""
+
+
+SHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+
+
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    """The README's pictures (model-view-*.png) go to docs/screenshots/ when NN_LESSON_README_SHOTS is set."""
+    if os.environ.get("NN_LESSON_README_SHOTS"):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        return SHOTS / name
+    return tmp_path / name
 
 
 def wait_blocks(frame, step: int):
@@ -360,8 +373,8 @@ def wait_blocks(frame, step: int):
 @pytest.mark.browser
 def test_the_model_view_of_a_resnet_fits_1280x720_and_shows_no_lesson_panel(page, server, tmp_path):
     from nn_lesson.lesson.board.model_view import COLOURS
-    url, log = server
-    page.goto(url + "#lesson")
+    url, log, _ = server
+    page.goto(url + "#lesson&run=resnet")
     frame = page.frame_locator("iframe")
     wait_blocks(frame, 0)
     blocks = frame.locator("#mv-blocks-svg rect.block")
@@ -396,10 +409,102 @@ def test_the_model_view_of_a_resnet_fits_1280x720_and_shows_no_lesson_panel(page
     frame.locator('#mv-blocks-svg[data-measure="dead"]').wait_for(timeout=WAIT)
     problems = frame.locator("body").evaluate(LAYOUT_JS, list(MODEL_PANELS))
     assert problems == [], problems
-    shot = tmp_path / "model-view.png"
-    if os.environ.get("NN_LESSON_MODEL_VIEW_SHOT"):
-        shot = Path(os.environ["NN_LESSON_MODEL_VIEW_SHOT"])
+    shot = screenshot_path(tmp_path, "model-view-resnet.png")
     frame.locator("#mv-measure-ratio").click()
     frame.locator('#mv-blocks-svg[data-measure="ratio"]').wait_for(timeout=WAIT)
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10000
+
+
+def hash_of(page) -> dict:
+    """The address's view: TensorBoard's page holds it after '#lesson&'."""
+    from urllib.parse import parse_qsl
+    return dict(parse_qsl(page.url.split("#", 1)[1].split("&", 1)[1]))
+
+
+def grad_norm_bin(norm: float, logs: list) -> int:
+    """The colour bin of a gradient norm on the log scale over every step's weight-gradient norms of `logs`
+    (statistics of every step), computed here from the logs themselves."""
+    from nn_lesson.lesson.board.model_view import COLOURS
+    norms = torch.cat([st.stat(f"{p}:grad", "norm") for st in logs for p in st.param_names if p.endswith(".weight")])
+    lo, hi = math.log10(float(norms.min())), math.log10(float(norms.max()))
+    return min(COLOURS - 1, max(0, math.floor((math.log10(norm) - lo) / (hi - lo) * COLOURS)))
+
+
+@pytest.mark.browser
+def test_vs_two_model_runs_on_one_scale_steps_plays_and_the_address_keeps_the_view(page, server, tmp_path):
+    """vs with two ResNet runs (lr 0.1 and 0.8): both pictures inside 1280x720 with no text over text, one gradient-
+    norm scale (a block's bin in each picture computed here from both runs' statistics), the slider and play move
+    both; a folded row takes its worst block's colour; run, step, measure, open block, folds and the compared run
+    come back after a reload."""
+    url, log, runs = server
+    page.goto("about:blank")                                     # a fresh load, not a change of the hash
+    page.goto(url + "#lesson&run=resnet")
+    frame = page.frame_locator("iframe")
+    wait_blocks(frame, 0)
+    line = frame.locator("#line").inner_text().strip()
+    assert line.startswith("step 0") and not line.endswith("·"), line          # no stray separator at its end
+    frame.locator("#compare").select_option("resnet-hot")
+    frame.locator('#mv-blocks-svg-compare[data-step="0"]').wait_for(timeout=WAIT)
+    assert frame.locator("#mv-blocks-svg-compare rect.block").count() == len(log.layers)
+    titles = frame.locator(".mv-picture-title").all_text_contents()
+    assert titles[0].startswith("resnet · loss ") and titles[1].startswith("resnet-hot · loss ")
+    assert float(titles[0].split("loss ")[1]) == pytest.approx(float(log.loss[0]), rel=2e-3)
+    header = frame.locator("#mv-numbers tr").first.locator("th").all_text_contents()
+    assert header == ["", "resnet", "resnet-hot"]
+    problems = frame.locator("body").evaluate(LAYOUT_JS, list(MODEL_PANELS))
+    assert problems == [], problems
+
+    # one scale: the gradient norm's colour of the same block in both pictures, from both runs' statistics
+    frame.locator("#mv-measure-grad_norm").click()
+    frame.locator('#mv-blocks-svg-compare[data-measure="grad_norm"]').wait_for(timeout=WAIT)
+    stats = [SnapshotLog.load(p) for p in sorted(runs.glob("resnet*/statistics.npz"))]
+    assert len(stats) == 2
+    for svg_id, st in (("mv-blocks-svg", stats[0]), ("mv-blocks-svg-compare", stats[1])):
+        for name in ("stem.0", "layers.2.conv2", "head"):
+            norm = float(st.stat(f"{name}.weight:grad", "norm")[0])
+            rect = frame.locator(f'#{svg_id} rect.block[data-name="{name}"]')
+            assert rect.get_attribute("data-bin") == str(grad_norm_bin(norm, stats)), (svg_id, name)
+
+    # the slider's ▶ and play move both pictures
+    frame.locator("#next").click()
+    wait_blocks(frame, K)
+    frame.locator(f'#mv-blocks-svg-compare[data-step="{K}"]').wait_for(timeout=WAIT)
+    frame.locator("#play").click()
+    last = int(log.step[-1])
+    wait_blocks(frame, last)
+    frame.locator(f'#mv-blocks-svg-compare[data-step="{last}"]').wait_for(timeout=WAIT)
+    frame.locator("#play").filter(has_text="play").wait_for(timeout=WAIT)   # stopped at the last step
+
+    # fold a row: one block, coloured by the worst block the server names, the legend says which
+    frame.locator('#mv-blocks-svg text.group[data-group="2"]').click()
+    folded = frame.locator('#mv-blocks-svg rect.folded[data-group="2"]')
+    folded.wait_for(timeout=WAIT)
+    worst = folded.get_attribute("data-worst")
+    assert worst.startswith("layers.1.")
+    source = (Path(__file__).parent.parent / "lesson" / "board" / "static" / "model_view.js").read_text()
+    palette = re.findall(r"'(#[0-9a-f]{6})'", re.search(r"PALETTE = \[(.*?)\]", source).group(1))
+    assert folded.get_attribute("fill") == palette[int(folded.get_attribute("data-bin"))]
+    assert "its worst block, the largest gradient norm" in frame.locator("#mv-legend-fold").text_content()
+    assert frame.locator('#mv-blocks-svg rect.block[data-name^="layers.1."]').count() == 0
+
+    # pick a block and a measure; the address keeps it all, and a reload opens the same view
+    frame.locator('#mv-blocks-svg rect.block[data-name="layers.2.relu1"]').click()
+    frame.locator("#mv-measure-dead").click()
+    frame.locator('#mv-blocks-svg[data-measure="dead"]').wait_for(timeout=WAIT)
+    problems = frame.locator("body").evaluate(LAYOUT_JS, list(MODEL_PANELS))
+    assert problems == [], problems
+    page.screenshot(path=str(screenshot_path(tmp_path, "model-view-vs.png")))
+    want = {"run": "resnet", "step": str(len(log) - 1), "measure": "dead", "block": "layers.2.relu1", "fold": "2",
+            "compare": "resnet-hot"}
+    page.wait_for_function("(want) => want.every((kv) => location.hash.includes(kv))",
+                           arg=[f"{k}={v}" for k, v in want.items() if k not in ("block",)], timeout=WAIT)
+    assert {k: hash_of(page).get(k) for k in want} == want
+    page.reload()
+    frame = page.frame_locator("iframe")
+    wait_blocks(frame, last)
+    frame.locator(f'#mv-blocks-svg-compare[data-step="{last}"]').wait_for(timeout=WAIT)
+    assert frame.locator("#mv-blocks-svg").get_attribute("data-measure") == "dead"
+    assert frame.locator("#mv-detail-title").text_content() == f"layers.2.relu1 at step {last}"
+    assert frame.locator('#mv-blocks-svg rect.folded[data-group="2"]').count() == 1
+    assert frame.locator("#compare").input_value() == "resnet-hot"

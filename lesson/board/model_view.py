@@ -94,7 +94,7 @@ def shared_scale(a: dict, b: dict) -> dict:
 
 # what a folded group shows: its worst block for the measure on screen, named
 WORST = {
-    "ratio": "the update ratio farthest from 1e-3 (log scale)",
+    "ratio": "the update ratio farthest from 1e-3",
     "grad_norm": "the largest gradient norm",
     "dead": "the largest dead / saturated share",
 }

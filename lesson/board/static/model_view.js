@@ -45,6 +45,7 @@ const STYLE = `
   #mv-numbers th { max-width: 150px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
   .mv-hists { display: flex; gap: 4px; }
   .mv-hists svg { flex: 1; min-width: 0; width: 100%; height: auto; display: block; }
+  #mv-detail.two .mv-hists svg { max-height: 70px; }
   #mv-series svg { width: 100%; height: auto; max-height: 200px; display: block; }
   #mv-blocks rect.block { cursor: pointer; }
   #mv-blocks rect.block.picked { stroke: #dc2626; stroke-width: 3; }
@@ -199,7 +200,7 @@ function drawBlocks(step, id) {
   const widest = Math.max(1, ...step.groups.map((g, i) => (view.folded.has(i) ? 1 : g.blocks.length)));
   const bw = Math.min(90, (W - label - 4) / widest);
   const H = step.groups.length * (rowH + gap) + gap;
-  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'xMidYMin meet', id,
+  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'xMinYMin meet', id,
     'data-step': step.step, 'data-measure': view.measure});
   step.groups.forEach((g, i) => {
     const y = gap + i * (rowH + gap);
@@ -292,7 +293,7 @@ function drawLegend(step) {
   }
   const line = 'font-size: 13px; color: #475569; white-space: nowrap; overflow: hidden; text-overflow: ellipsis';
   const legend = scale.label + (view.measure === 'ratio' ? '; red: 1e-3, a healthy update' : '');
-  const folded = `a folded row (▸): its worst block, ${step.worst_rule[view.measure]}; dashed outline: never ran`;
+  const folded = `a folded row ▸: its worst block, ${step.worst_rule[view.measure]}; dashed: never ran`;
   document.getElementById('mv-legend').replaceChildren(root,
     el('div', {id: 'mv-legend-text', style: line, title: legend}, legend),
     el('div', {id: 'mv-legend-fold', style: line, title: folded}, folded));
@@ -331,6 +332,7 @@ function drawDetail(step) {
       : el('div', {style: 'font-size: 13px; color: #64748b'}, `${view.names.compare} has no module ${b.name}`));
   }
   if (b.dead === null && b.dead_note && !b.never_ran) parts.push(el('div', {style: 'font-size: 13px; color: #64748b'}, b.dead_note));
+  detail.className = view.other ? 'two' : '';
   detail.replaceChildren(...parts);
 }
 
