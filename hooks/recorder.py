@@ -401,10 +401,39 @@ class Recorder:
             not_seen.append("values changed in place after the Recorder saw them, left absent in those rows ("
                             + ", ".join(f"{name} at {n} step{'s' * (n > 1)}" for name, n in changed.items())
                             + "); from the first such step on, layer outputs are copied when produced")
+        never_ran = tuple(n for n, _ in self._layers_of if n not in self._calls)
         return Report(self._step, self._log.steps, self._every,
-                      dict(self._calls), tuple(n for n, _ in self._layers_of if n not in self._calls),
+                      dict(self._calls), never_ran,
                       dict(self._skipped), tuple(not_seen), tuple(self._notes),
-                      self._stats.steps if self._stats is not None else 0)
+                      self._stats.steps if self._stats is not None else 0, self._used_by_parent(never_ran))
+
+    def _used_by_parent(self, never_ran: tuple[str, ...]) -> tuple[str, ...]:
+        """Modules never called whose own parameters got a gradient at the last recorded step: their parent's
+        forward used the weights directly (MultiheadAttention's out_proj)."""
+        if not never_ran or not self._started:
+            return ()
+        log = self._stats if self._stats is not None else self._log
+        if not log.steps:
+            return ()
+        columns = log.columns
+        last = log.steps - 1
+        grads = columns["param_grad"].at(last) if "param_grad" in columns else None
+        used = []
+        for name in never_ran:
+            for slot in self._log.params:
+                module, _, _ = slot.name.rpartition(".")
+                if module != name:
+                    continue
+                if grads is not None:
+                    value = grads[slot.offset: slot.offset + slot.numel]
+                    reached = bool(torch.isfinite(value).all()) and bool(value.any())
+                else:
+                    stats = columns.get(f"stats:{slot.name}:grad")
+                    reached = stats is not None and stats.present(last) and bool(stats.at(last)[2] > 0)  # its norm
+                if reached:
+                    used.append(name)
+                    break
+        return tuple(used)
 
     def _unseen(self, what: str) -> None:
         self._not_seen.setdefault(what)

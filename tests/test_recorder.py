@@ -450,3 +450,36 @@ def test_the_python_apis_bad_arguments_are_one_line_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="the log holds no steps"):
         write_tensorboard(SnapshotLog(), tmp_path / "runs" / "empty")
     assert not (tmp_path / "runs").exists() and no_hooks_left(model)
+
+
+@pytest.mark.parametrize("policy", [None, CapturePolicy.stats(), CapturePolicy.stats_and_every(3)],
+                         ids=["full", "statistics", "statistics and every 3rd"])
+def test_the_report_says_why_multihead_attentions_out_proj_never_ran(policy):
+    """nn.MultiheadAttention uses out_proj's weights without calling it: the report says so in words, and tells
+    it apart from a module that really is unused."""
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 2,
+                                             enable_nested_tensor=False)
+            self.spare = nn.Linear(3, 3)  # never called, and nothing uses its weights
+            self.head = nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.head(self.enc(x).mean(1))
+
+    model, loss_fn = Net(), nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Recorder(model, opt, loss_fn, policy=policy) as rec:
+        for _ in range(4):
+            opt.zero_grad()
+            loss_fn(model(torch.randn(4, 6, 16)), torch.randint(0, 2, (4,))).backward()
+            opt.step()
+    report = rec.report()
+    attention = ("enc.layers.0.self_attn.out_proj", "enc.layers.1.self_attn.out_proj")
+    assert set(report.never_ran) == {*attention, "spare"}
+    assert report.used_by_parent == attention
+    assert "their parent's forward uses the weights directly" in report.line()
+    assert "nn.MultiheadAttention does this with out_proj" in str(report)
