@@ -193,12 +193,16 @@ function picture(step, title, id) {
 
 function drawBlocks(step, id) {
   const byName = Object.fromEntries(step.blocks.map((b) => [b.name, b]));
-  const font = 11, charW = font * 0.62, groupChar = 12 * 0.62;
+  const groupChar = 12 * 0.62;
   const W = 640, rowH = 34, gap = 6;
   // the group names' column: as wide as the longest name needs, at most a third of the picture
-  const label = Math.min(220, Math.max(110, 24 + groupChar * Math.max(0, ...step.groups.map((g) => g.name.length))));
+  const label = Math.min(240, Math.max(110, 24 + groupChar * (2 + Math.max(0, ...step.groups.map((g) => g.name.length)))));
   const widest = Math.max(1, ...step.groups.map((g, i) => (view.folded.has(i) ? 1 : g.blocks.length)));
   const bw = Math.min(90, (W - label - 4) / widest);
+  // the blocks' names: smaller type where a row is crowded (down to 8), cut with '…' only below that
+  const shortOf = (g, n) => (n.startsWith(g.name + '.') ? n.slice(g.name.length + 1) : n.split('.').pop());
+  const longest = Math.max(1, ...step.groups.flatMap((g) => g.blocks.map((n) => shortOf(g, n).length)));
+  const font = Math.max(8, Math.min(11, (bw - 8) / (0.62 * longest))), charW = font * 0.62;
   const H = step.groups.length * (rowH + gap) + gap;
   const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'xMinYMin meet', id,
     'data-step': step.step, 'data-measure': view.measure});
@@ -243,7 +247,7 @@ function drawBlocks(step, id) {
       rect.append(svg('title', {}, `${blockName}: ${MEASURES[view.measure].what} ${value(b, view.measure)}` + (b.never_ran ? `; ${b.never_ran}` : '')));
       rect.addEventListener('click', () => { view.selected = blockName; redraw(); view.changed(); });
       root.append(rect);
-      const short = blockName.startsWith(g.name + '.') ? blockName.slice(g.name.length + 1) : blockName.split('.').pop();
+      const short = shortOf(g, blockName);
       const dark = bin !== null && bin !== undefined && bin >= 4;
       root.append(svg('text', {x: x + bw / 2 - 0.5, y: y + rowH / 2 + 4, 'font-size': font, 'text-anchor': 'middle',
         fill: dark ? 'white' : '#1e293b', 'pointer-events': 'none'}, fit(short, (bw - 8) / charW)));
@@ -397,6 +401,8 @@ function drawSeries(step) {
   root.append(svg('text', {x: W - right - 2, y: Y(-3) - 3, 'font-size': 10, 'text-anchor': 'end', fill: '#dc2626'}, '1e-3'));
   root.append(svg('line', {x1: X(step.step), x2: X(step.step), y1: top, y2: H - bottom, stroke: '#1e293b', 'stroke-dasharray': '2 3', id: 'mv-now'}));
   root.append(svg('text', {x: left, y: H - 3, 'font-size': 10}, `step ${s0}`));
+  root.append(svg('text', {x: (left + W - right) / 2, y: H - 3, 'font-size': 10, 'text-anchor': 'middle', fill: '#475569', id: 'mv-series-key'},
+    s.layers.length > 1 ? `${s.layers.length} weights: blue the first, red the last; hover a line for its name` : 'hover the line for its name'));
   root.append(svg('text', {x: W - right, y: H - 5, 'font-size': 10, 'text-anchor': 'end'}, `step ${s.steps[s.steps.length - 1]}`));
   document.getElementById('mv-series').replaceChildren(root);
 }
