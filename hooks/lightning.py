@@ -1,7 +1,7 @@
 """RecorderCallback: the Recorder inside PyTorch Lightning's own loop.
 
     from nn_lesson.hooks.lightning import RecorderCallback
-    callback = RecorderCallback(run_dir="runs/my-lightning-run")     # run_dir optional
+    callback = RecorderCallback()      # nn_lesson.TensorBoardRecorderCallback(run_dir=...) also writes the run
     trainer = lightning.Trainer(max_epochs=3, callbacks=[callback])
     trainer.fit(model)
     callback.log[0].grads["net.conv.weight"]; callback.report()
@@ -11,7 +11,8 @@ training ends (or fails), so every hook and wrapper is gone after `fit`. Under a
 runs the forward and backward inside the closure it hands to `optimizer.step`; the Recorder reads a step's
 forward, loss and gradients there, after Lightning's gradient clipping. Gradient accumulation, clipping,
 `precision="bf16-mixed"` and manual optimization (`self.manual_backward`, `opt.step()`) all end in the real
-optimizer's step, which defines the row. Under a DDP strategy only rank 0 writes `run_dir`.
+optimizer's step, which defines the row. Writing the run for TensorBoard is the lesson's business, not the hooks':
+nn_lesson.lesson.board.lightning.TensorBoardRecorderCallback adds it (rank 0 writes, under DDP).
 
 The one module of nn_lesson.hooks that imports something beyond torch: Lightning, and only when this module is
 imported (`pip install 'nn-lesson[lightning]'`).
@@ -47,16 +48,19 @@ def recorded_module(pl_module):
 
 
 class RecorderCallback(Callback):
-    def __init__(self, policy: CapturePolicy | None = None, run_dir: str | Path | None = None,
-                 loss_fn=None, hparams: dict | None = None):
-        """policy: what to keep (CapturePolicy.full() by default). run_dir: write the run there after `fit`
-        (write_tensorboard's folder rules; rank 0 only). loss_fn: an nn.Module loss your training_step calls,
-        if any (a functional loss is seen without it). hparams: the HParams row of run_dir (default: the
-        module's own hparams)."""
-        self.policy, self.run_dir, self.loss_fn, self.hparams = policy, run_dir, loss_fn, hparams
+    def __init__(self, policy: CapturePolicy | None = None, *, loss_fn=None, memory_budget: int | None = None,
+                 stream_to: str | Path | None = None, **moved):
+        """policy: what to keep (the Recorder's default when None). loss_fn: an nn.Module loss your training_step
+        calls, if any (a functional loss is seen without it). memory_budget, stream_to: as for Recorder."""
+        if moved:
+            raise TypeError(f"RecorderCallback: no argument {', '.join(map(repr, moved))}"
+                            + ("; run_dir= and hparams= are TensorBoardRecorderCallback's (from nn_lesson), the same "
+                               "callback that also writes the run for TensorBoard after fit"
+                               if {"run_dir", "hparams"} & set(moved) else ""))
+        self.policy, self.loss_fn = policy, loss_fn
+        self.memory_budget, self.stream_to = memory_budget, stream_to
         self._recorder: Recorder | None = None
         self._module_log = None
-        self.written: Path | None = None
 
     # ---- what a user reads after fit ----
     @property
@@ -89,7 +93,8 @@ class RecorderCallback(Callback):
         every = getattr(trainer, "accumulate_grad_batches", 1) or 1
         steps_per_epoch = None if batches == float("inf") else -(-int(batches) // every)
         self._recorder = Recorder(recorded_module(pl_module), optimizer, self.loss_fn,
-                                  steps_per_epoch=steps_per_epoch, policy=self.policy)
+                                  steps_per_epoch=steps_per_epoch, policy=self.policy,
+                                  memory_budget=self.memory_budget, stream_to=self.stream_to)
         self._recorder.start()
         self._checked = False
 
@@ -108,18 +113,9 @@ class RecorderCallback(Callback):
                 "forward), or keep the layers in one submodule that training_step calls")
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._finish(trainer, pl_module)
+        if self._recorder is not None:
+            self._recorder.close()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if self._recorder is not None:
             self._recorder.close()            # no hook or wrapper outlives a failed fit
-
-    def _finish(self, trainer, pl_module) -> None:
-        if self._recorder is None:
-            return
-        self._recorder.close()
-        if self.run_dir is not None and trainer.is_global_zero:
-            from nn_lesson.lesson.board.your_model import write_tensorboard
-            hparams = self.hparams if self.hparams is not None else dict(getattr(pl_module, "hparams", {}) or {})
-            self.written = write_tensorboard(self._recorder.log, self.run_dir, hparams=hparams or None,
-                                             stats=self._recorder.stats_log)

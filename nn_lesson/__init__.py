@@ -17,6 +17,7 @@ _HOMES = {
     "CapturePolicy": "nn_lesson.hooks", "Recorder": "nn_lesson.hooks", "SnapshotFileError": "nn_lesson.hooks",
     "SnapshotLog": "nn_lesson.hooks", "StudentNet": "nn_lesson.models", "make_mlp": "nn_lesson.models",
     "write_tensorboard": "nn_lesson.lesson.board.your_model",
+    "TensorBoardRecorderCallback": "nn_lesson.lesson.board.lightning",   # imports Lightning: the extra
 }
 __all__ = sorted(_HOMES)
 

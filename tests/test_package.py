@@ -59,3 +59,23 @@ def test_python_dash_m_runs_from_a_folder_with_a_data_package(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: nn-lesson")
+
+
+def test_hooks_and_models_import_no_other_part_of_the_package():
+    """Data flows one way: hooks/ and models/ are torch-level; nothing in them imports the lesson or the data."""
+    import ast
+    root = Path(__file__).resolve().parents[1]
+    for folder in ("hooks", "models"):
+        for path in sorted((root / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                for name in names:
+                    assert not name.startswith(("nn_lesson.lesson", "nn_lesson.data")), f"{path.name} imports {name}"
+
+
+def test_the_recording_callback_points_to_the_writing_one_for_run_dir():
+    pytest.importorskip("lightning")
+    from nn_lesson.hooks.lightning import RecorderCallback
+    with pytest.raises(TypeError, match="run_dir= and hparams= are TensorBoardRecorderCallback's"):
+        RecorderCallback(run_dir="runs/x")

@@ -177,7 +177,9 @@ class LitConvNet(lightning.LightningModule):
 
 def fit(module, **trainer_args):
     from nn_lesson.hooks.lightning import RecorderCallback
-    callback = RecorderCallback(run_dir=trainer_args.pop("run_dir", None))
+    from nn_lesson.lesson.board.lightning import TensorBoardRecorderCallback
+    run_dir = trainer_args.pop("run_dir", None)
+    callback = RecorderCallback() if run_dir is None else TensorBoardRecorderCallback(run_dir)
     trainer = lightning.Trainer(accelerator="cpu", devices=1, callbacks=[callback], logger=False,
                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                                 **{"max_epochs": 2, **trainer_args})
