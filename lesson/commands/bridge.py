@@ -128,8 +128,13 @@ def train_and_write(args: argparse.Namespace, config: BridgeConfig, rank: int, c
                   "writing what was captured", file=sys.stderr, flush=True)
         path = write_run(claim, fill)
     code = code or (128 + deferred.signum if deferred.signum else 0)
-    print(f"held-out accuracy {run.accuracy[-1]:.1%} after {len(run.accuracy)} epochs, {run.seconds:.2f} s of training, "
-          f"{len(run.log)} steps recorded ({run.log.nbytes / max(1, len(run.log)):.0f} bytes per recorded step)")
+    if run.stats is not None:   # the CNN: every number of every k-th step, statistics of every step
+        print(f"held-out accuracy {run.accuracy[-1]:.1%} after {len(run.accuracy)} epochs, {run.seconds:.2f} s of "
+              f"training; kept: every number of {len(run.log)} steps ({run.log.number_bytes / 2**20:.1f} MiB), "
+              f"statistics of {len(run.stats)} steps ({run.stats.number_bytes / 2**20:.1f} MiB)")
+    else:
+        print(f"held-out accuracy {run.accuracy[-1]:.1%} after {len(run.accuracy)} epochs, {run.seconds:.2f} s of "
+              f"training, {len(run.log)} steps recorded ({run.log.nbytes / max(1, len(run.log)):.0f} bytes per recorded step)")
     print(run.coverage)
     if run.stopped:
         print(f"stopped early ({run.stopped}): the run holds what was recorded until then")
