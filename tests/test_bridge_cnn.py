@@ -186,6 +186,29 @@ def test_the_health_page_states_exactly_the_warnings_that_hold(runs, name):
     assert "nan" not in page.lower()
 
 
+def test_the_branch_ratios_read_a_wrapped_nets_names_too():
+    """Under torchrun the Recorder sees DistributedDataParallel, whose names start with "module.": the branch
+    ratios are found there too (a container of the same name stands in for it here, in one process)."""
+    from collections import OrderedDict
+    from types import SimpleNamespace
+    from nn_lesson.hooks import CapturePolicy
+    torch.manual_seed(0)
+    wrapped = nn.Sequential(OrderedDict(module=ResidualCNN(8, 2, batchnorm=False)))
+    opt = torch.optim.SGD(wrapped.parameters(), lr=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    with Recorder(wrapped, opt, loss_fn, policy=CapturePolicy.stats_and_every(2)) as rec:
+        opt.zero_grad()
+        loss_fn(wrapped(x), y).backward()
+        opt.step()
+    fake = SimpleNamespace(log=rec.log, stats=rec.stats_log)
+    ratios = dict(cp.branch_ratios(fake))
+    first = rec.log[0].activations
+    expected = float(first["module.layers.0.conv2"].double().std(correction=0)
+                     / first["module.stem.relu"].double().std(correction=0))
+    assert set(ratios) == {"module.layers.0", "module.layers.1"} and abs(ratios["module.layers.0"] - expected) < 1e-4
+
+
 def test_claims_rest_on_the_numbers_they_print(runs):
     """The sentences' numbers are the run's: the largest first-epoch ratio, the dead share, the branch ratios."""
     from nn_lesson.lesson.board.scalars import update_to_weight_ratio
@@ -287,3 +310,51 @@ def test_help_explains_the_cnn_flags(tmp_path):
     out = run_cli("bridge", "--help", cwd=tmp_path).stdout
     for flag in ("--model {mlp,cnn}", "--no-batchnorm", "--channels", "--blocks", "stats+every:K", "--lr 5"):
         assert flag in out, flag
+
+
+def test_the_cnn_under_torchrun_writes_rank_0_and_every_rank_on_request(tmp_path):
+    """Two processes (gloo): rank 0 writes the model view by default, --every-rank each its own NAME.rank<r>."""
+    import socket
+    import subprocess
+    import sys
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--rdzv-endpoint",
+           f"127.0.0.1:{port}", "-m", "nn_lesson", "bridge", "--model", "cnn", "--epochs", "1", "--name", "ddp",
+           "--every-rank", "--quiet", "--logdir", str(tmp_path / "runs")]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ddp", "ddp.rank1"]
+    for folder in ("ddp", "ddp.rank1"):
+        stats = SnapshotLog.load(tmp_path / "runs" / folder / "statistics.npz")
+        assert len(stats) == 23       # each process 32 of every 64 digits, its half of the 1,437: 23 steps
+    assert "recorder: " in result.stdout
+    # the pages read the DistributedDataParallel wrapper's names (module.stem.conv, ...) as the net's own
+    acc = EventAccumulator(str(tmp_path / "runs" / "ddp"), size_guidance={"tensors": 0})
+    acc.Reload()
+    page = acc.Tensors("cnn/02 what the health view shows")[0].tensor_proto.string_val[0].decode()
+    assert "kept no" not in page and "`module.layers.1.relu`" in page
+    page = acc.Tensors("cnn/01 the same rule, per layer at depth")[0].tensor_proto.string_val[0].decode()
+    assert "`module.stem.conv.weight[" in page and "**no**" not in page
+
+
+def test_a_signal_keeps_the_cnn_run_written_and_marked_stopped(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "nn_lesson", "bridge", "--model", "cnn", "--epochs", "10000",
+                             "--name", "s", "--logdir", str(tmp_path / "runs")], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("epoch   2/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err
+    assert "stopped by SIGINT" in err
+    folder = tmp_path / "runs" / "s"
+    meta = json.loads((folder / "bridge.json").read_text())
+    assert meta["stopped"].startswith("interrupted") and len(meta["heldout_accuracy_by_epoch"]) >= 2
+    assert len(SnapshotLog.load(folder / "statistics.npz")) >= 46 and (folder / "snapshots.npz").is_file()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["s"]

@@ -231,14 +231,16 @@ def branch_ratios(run: BridgeRun) -> list[tuple[str, float]]:
         if log.has(f"act:{layer}"):
             return float(log.activation(layer)[0].double().std(correction=0))
         return None
+    # under torchrun the Recorder sees the DistributedDataParallel wrapper: every name starts with "module."
+    at = "module." if "module.stem.relu" in layers else ""
     out = []
     i = 0
-    while f"layers.{i}.conv2" in layers:
-        block_in = "stem.relu" if i == 0 else f"layers.{i - 1}.relu"
-        end = f"layers.{i}.bn2" if f"layers.{i}.bn2" in layers else f"layers.{i}.conv2"
+    while f"{at}layers.{i}.conv2" in layers:
+        block_in = f"{at}stem.relu" if i == 0 else f"{at}layers.{i - 1}.relu"
+        end = f"{at}layers.{i}.bn2" if f"{at}layers.{i}.bn2" in layers else f"{at}layers.{i}.conv2"
         a, b = std0(end), std0(block_in)
         if a is not None and b:
-            out.append((f"layers.{i}", a / b))
+            out.append((f"{at}layers.{i}", a / b))
         i += 1
     return out
 
