@@ -71,10 +71,10 @@ def test_your_conv_net_reaches_tensorboard_named_by_its_modules(recorded, tmp_pa
     tags = acc.Tags()
     loss = acc.Scalars("1 loss/this step's batch")
     assert [e.value for e in loss] == pytest.approx(recorded.loss.tolist()) and len(loss) == len(recorded) == 10
-    for name in ("conv.weight", "head.weight"):
-        for group in ("weights", "gradients", "updates"):
-            assert f"{group}/{name}" in tags["histograms"], (group, name)
-    assert "activations/conv" in tags["histograms"] and "activation gradients/act" in tags["histograms"]
+    for module in ("conv", "head"):                                 # named by module path
+        for what in ("weight", "weight.grad", "weight.update", "bias", "bias.grad"):
+            assert f"{module}/{what}" in tags["histograms"], (module, what)
+    assert "conv/output" in tags["histograms"] and "act/output.grad" in tags["histograms"]
     assert "6 health/update-to-weight ratio conv.weight" in tags["scalars"]
     assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
     before = (folder / "snapshots.npz").read_bytes()
@@ -106,7 +106,7 @@ def test_statistics_of_every_step_beside_full_rows_reach_tensorboard(tmp_path):
     loss = acc.Scalars("1 loss/this step's batch")
     assert [e.step for e in loss] == list(range(10))                        # every step, once
     assert [e.value for e in loss] == pytest.approx(rec.stats_log.loss.tolist())
-    assert [e.step for e in acc.Histograms("weights/conv.weight")] == [0, 3, 6, 9]
+    assert [e.step for e in acc.Histograms("conv/weight")] == [0, 3, 6, 9]
     assert len(acc.Scalars("6 health/update-to-weight ratio conv.weight")) == 10
 
 
