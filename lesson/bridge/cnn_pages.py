@@ -182,8 +182,9 @@ def first_epoch_too_large(run: BridgeRun) -> Claim:
         size = "a weight that is no longer a number" if not math.isfinite(worst) else \
             f"{_g(worst)} of its weights' spread, {worst / RULE_OF_THUMB:,.0f}× the 1e-3 rule of thumb"
         return Claim(True, f"**The learning rate is too high.** At step {worst_step} the update of `{worst_name}` "
-                           f"was {size}: a single step changed the weights by about as much as they differ from each other. "
-                           "In the model view's update-ratio colours (1e-5 to 1e-1) the first epoch's steps sit at the top.")
+                           f"was {size}: one step's change was at least half as spread as the weights themselves. The "
+                           "model view's update:data chart shows it: the first epoch's lines start far above the dashed "
+                           "1e-3.")
     return Claim(False, f"No layer's update in the first epoch reached {FAR_TOO_LARGE:g} of its weights' spread: the "
                         f"largest was `{worst_name}` at step {worst_step}, {_g(worst)} "
                         f"({worst / RULE_OF_THUMB:,.0f}× the 1e-3 rule of thumb).")
