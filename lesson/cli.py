@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from nn_lesson.lesson.bridge.train import CNN_DEFAULT_LR, DEFAULT_POLICY, MODELS, OPTIMIZERS, BridgeConfig
@@ -124,11 +125,12 @@ def bridge_parser() -> argparse.ArgumentParser:
     d = BridgeConfig()
     p = argparse.ArgumentParser(
         prog="nn-lesson bridge",
-        description="The bridge lesson: the same hooks and TensorBoard layout on a real data set (8x8 digits, "
-                    "shipped inside scikit-learn) with the training loop people actually write. --model cnn "
-                    "trains a small residual CNN with BatchNorm instead, kept as statistics of every step and every "
-                    "number of every 50th, and written as the Lesson tab's model view with pages on the rule "
-                    "weight_new = weight_old - lr x gradient at depth and on the net's health.",
+        description=textwrap.fill(
+            "The bridge lesson: the same hooks and TensorBoard layout on a real data set (8x8 digits, shipped inside "
+            "scikit-learn) with the training loop people actually write. --model cnn trains a small residual CNN "
+            "with BatchNorm instead, kept as statistics of every step and every number of every 50th, and written "
+            "as the Lesson tab's model view with pages on the rule weight_new = weight_old - lr x gradient at depth "
+            "and on the net's health.", 100),
         epilog=BRIDGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=MODELS, default="mlp",
                    help="mlp: a 64-hidden-10 MLP (default); cnn: a residual CNN on 1x8x8 images (a conv stem, "
