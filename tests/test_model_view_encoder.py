@@ -129,6 +129,31 @@ def ratio_bin(snap, w: str) -> int:
     return min(7, max(0, math.floor((math.log10(ratio) + 5) / 4 * 8)))
 
 
+HOSTILE = '<img src=x onerror="pwned=1">'
+
+
+class Hostile(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.ModuleDict({HOSTILE: nn.Sequential(nn.Linear(4, 4), nn.ReLU())})
+
+    def forward(self, x):
+        return self.inner[HOSTILE](x)
+
+
+def hostile_run():
+    """A model whose module names are markup (a ModuleDict key may hold any character but '.')."""
+    torch.manual_seed(0)
+    model = Hostile()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Recorder(model, opt) as rec:
+        for _ in range(2):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            opt.step()
+    return rec.log
+
+
 # ---- in a browser: Debian's chromium, a real tensorboard ----
 @pytest.fixture(scope="module")
 def server(recorded, tmp_path_factory):
@@ -137,6 +162,7 @@ def server(recorded, tmp_path_factory):
     need_program("chromium")
     runs = tmp_path_factory.mktemp("encoder-browser") / "runs"
     write_tensorboard(recorded.log, runs / "encoder", stats=recorded.stats_log)
+    write_tensorboard(hostile_run(), runs / "hostile")
     proc, url = start_tensorboard(runs)
     yield url, SnapshotLog.load(runs / "encoder" / "snapshots.npz")
     proc.terminate()
@@ -189,3 +215,30 @@ def test_the_encoder_fits_1280x720_and_out_proj_is_explained_in_words(page, serv
     shot = screenshot_path(tmp_path, "model-view-encoder.png")
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10000
+
+
+@pytest.mark.browser
+def test_module_names_are_shown_as_text_never_as_markup(page, server):
+    url, _ = server
+    page.goto("about:blank")
+    page.goto(url + "#lesson&run=hostile")
+    frame = page.frame_locator("iframe")
+    wait_blocks(frame, 0)
+    groups = frame.locator("#mv-blocks-svg text.group").all_text_contents()
+    assert any(HOSTILE in g or "onerror" in g for g in groups), groups
+    assert HOSTILE + ".0" in frame.locator("#mv-detail-title").text_content()
+    assert frame.locator("#model-view img").count() == 0
+    assert page.evaluate("() => [...document.querySelectorAll('iframe')].map((f) => f.contentWindow.pwned)") == [None]
+
+
+@pytest.mark.browser
+def test_tensorboards_histograms_name_the_encoders_modules(page, server, tmp_path):
+    """TensorBoard's own Histograms dashboard groups the run's histograms by module path."""
+    url, _ = server
+    page.goto("about:blank")
+    page.goto(url + "#histograms&runSelectionState=" + "eyJlbmNvZGVyIjp0cnVlLCJob3N0aWxlIjpmYWxzZX0%3D")
+    for group in ("encoder.layers.0.linear1", "encoder.layers.1.self_attn", "head"):
+        page.get_by_text(group, exact=True).first.wait_for(timeout=WAIT)
+    page.get_by_text("encoder.layers.0.linear1", exact=True).first.click()
+    page.get_by_text("encoder.layers.0.linear1/weight.grad").first.wait_for(timeout=WAIT)
+    page.screenshot(path=str(screenshot_path(tmp_path, "model-histograms.png")))
