@@ -1,6 +1,7 @@
 """A real `tensorboard` on 127.0.0.1 serves what the lesson wrote, through its HTTP API."""
 
 import json
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -219,3 +220,39 @@ def _answers(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+FLOODING_SERVER = """
+import http.server, pathlib, sys
+for i in range(20000):  # ~2 MB of warnings on stderr before it answers: far past a pipe's 64 KiB
+    sys.stderr.write(f"warning {i}: " + "x" * 90 + "\\n")
+sys.stderr.flush()
+root = pathlib.Path(sys.argv[2])
+(root / "data").mkdir(exist_ok=True)
+(root / "data" / "runs").write_text("[]")
+handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(root))
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), handler).serve_forever()
+"""
+
+
+def test_a_server_that_writes_much_to_stderr_keeps_answering(tmp_path, monkeypatch):
+    """start_tensorboard reads the server's stderr all along (a pipe nobody reads blocks the writer at 64 KiB)."""
+    from nn_lesson.lesson.board import serve
+    script = tmp_path / "server.py"
+    script.write_text(FLOODING_SERVER)
+    monkeypatch.setattr(serve, "tensorboard_command",
+                        lambda logdir, port: [sys.executable, str(script), str(port), str(logdir)])
+    proc, url = serve.start_tensorboard(tmp_path, timeout=30, announce=False)
+    try:
+        assert b"warning 19999" in b"".join(proc.stderr_tail)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_server_that_exits_at_once_says_its_last_line(tmp_path, monkeypatch):
+    from nn_lesson.lesson.board import serve
+    monkeypatch.setattr(serve, "tensorboard_command", lambda logdir, port: [
+        sys.executable, "-c", "import sys; sys.stderr.write('noise\\nE: port taken\\n'); sys.exit(3)"])
+    with pytest.raises(RuntimeError, match="exited with code 3: E: port taken"):
+        serve.start_tensorboard(tmp_path, timeout=30, announce=False)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 # per tag.
 # (0 does not mean "all" here: the plugins then return no samples at all.)
 SAMPLES = "images=100000,histograms=100000,scalars=100000,text=100000"
+STDERR_LINES = 50  # TensorBoard's last stderr lines kept, for the message if it exits
 
 
 def view_hint(logdir: Path) -> str:
@@ -67,12 +70,19 @@ def start_tensorboard(logdir: Path, port: int | None = None, timeout: float = 60
     proc = subprocess.Popen(tensorboard_command(logdir, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=env)
     proc.lesson_token = token
+    # Read its stderr for as long as it runs, keeping the last lines for an error: a pipe nobody reads fills
+    # (64 KiB) and then TensorBoard stops at its next warning.
+    proc.stderr_tail = tail = collections.deque(maxlen=STDERR_LINES)
+    threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True, name="tensorboard-stderr").start()
     url = f"http://127.0.0.1:{port}/"  # callers add "#lesson" to open on the Lesson tab
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"tensorboard exited with code {proc.returncode}: "
-                               f"{proc.stderr.read().decode(errors='replace').strip().splitlines()[-1:]}")
+            proc.wait()
+            time.sleep(0.1)  # the reader thread takes the last lines
+            last = [line for line in tail if line.strip()][-1:]
+            raise RuntimeError(f"tensorboard exited with code {proc.returncode}"
+                               + (f": {last[0].decode(errors='replace').strip()}" if last else ""))
         try:
             with urllib.request.urlopen(url + "data/runs", timeout=2):
                 if announce:
@@ -83,6 +93,12 @@ def start_tensorboard(logdir: Path, port: int | None = None, timeout: float = 60
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"tensorboard did not answer on {url} within {timeout:.0f} s")
+
+
+def _drain(stream, tail: collections.deque) -> None:
+    for line in iter(stream.readline, b""):
+        tail.append(line)
+    stream.close()
 
 
 def token_address(url: str, token: str) -> str:
