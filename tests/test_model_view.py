@@ -412,6 +412,8 @@ def test_the_model_view_of_a_resnet_fits_1280x720_and_shows_no_lesson_panel(page
     shot = screenshot_path(tmp_path, "model-view-resnet.png")
     frame.locator("#mv-measure-ratio").click()
     frame.locator('#mv-blocks-svg[data-measure="ratio"]').wait_for(timeout=WAIT)
+    frame.locator('#mv-blocks-svg rect.block[data-name="layers.1.conv1"]').click()
+    frame.locator("#mv-detail-title").filter(has_text="layers.1.conv1 at step 3").wait_for(timeout=WAIT)
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10000
 

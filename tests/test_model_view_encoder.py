@@ -241,4 +241,5 @@ def test_tensorboards_histograms_name_the_encoders_modules(page, server, tmp_pat
         page.get_by_text(group, exact=True).first.wait_for(timeout=WAIT)
     page.get_by_text("encoder.layers.0.linear1", exact=True).first.click()
     page.get_by_text("encoder.layers.0.linear1/weight.grad").first.wait_for(timeout=WAIT)
+    page.get_by_text("encoder.layers.0.linear1", exact=True).first.evaluate("(e) => e.scrollIntoView({block: 'start'})")
     page.screenshot(path=str(screenshot_path(tmp_path, "model-histograms.png")))
