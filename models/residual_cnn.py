@@ -11,9 +11,9 @@ Every layer is its own named module (no in-place ops, no `out += identity`), so 
 
 from __future__ import annotations
 
-import torch
 from collections import OrderedDict
 
+import torch
 from torch import nn
 
 
