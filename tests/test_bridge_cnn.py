@@ -358,3 +358,60 @@ def test_a_signal_keeps_the_cnn_run_written_and_marked_stopped(tmp_path):
     assert meta["stopped"].startswith("interrupted") and len(meta["heldout_accuracy_by_epoch"]) >= 2
     assert len(SnapshotLog.load(folder / "statistics.npz")) >= 46 and (folder / "snapshots.npz").is_file()
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["s"]
+
+
+# ---- in a browser: the runs the README's commands make, in the Lesson tab (Debian's chromium, a real tensorboard) ----
+SHOTS = __import__("pathlib").Path(__file__).parent.parent / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def tab(tmp_path_factory):
+    """`bridge --model cnn` and `--lr 5` (5 epochs each) under a real tensorboard, a 1280x720 chromium page."""
+    from conftest import need_program
+    from nn_lesson.lesson.board.serve import start_tensorboard
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' brings playwright")
+    chromium_path = need_program("chromium")
+    root = tmp_path_factory.mktemp("cnn-tab")
+    for extra in (["--name", "cnn"], ["--lr", "5", "--name", "cnn-lr-high"]):
+        result = run_cli("bridge", "--model", "cnn", "--epochs", "5", "--quiet", "--logdir", str(root / "runs"),
+                         *extra, cwd=root, timeout=300)
+        assert result.returncode == 0, result.stderr
+    proc, url = start_tensorboard(root / "runs")
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run"])
+            page = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+            yield url, page, root / "runs"
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.browser
+def test_the_lesson_tab_shows_the_cnn_and_the_too_high_lr_side_by_side(tab, tmp_path):
+    """The run opens as the model view (a block per recorded module, no lesson panel); vs the lr 5 run: at step 0
+    its stem convolution's update ratio sits in a higher colour bin, as the two runs' own numbers say."""
+    import os
+    url, page, runs = tab
+    page.goto(url + "#lesson&run=cnn")
+    frame = page.frame_locator("iframe")
+    frame.locator('#mv-blocks-svg[data-step="0"]').wait_for(timeout=60000)
+    log = SnapshotLog.load(runs / "cnn" / "snapshots.npz")
+    assert frame.locator("#mv-blocks-svg rect.block").count() == len(log.layers)
+    frame.locator("#compare").select_option("cnn-lr-high")
+    frame.locator('#mv-blocks-svg-compare[data-step="0"]').wait_for(timeout=60000)
+    bins = [int(frame.locator(f'#{svg} rect.block[data-name="stem.conv"]').get_attribute("data-bin"))
+            for svg in ("mv-blocks-svg", "mv-blocks-svg-compare")]
+    ratios = []
+    for run in ("cnn", "cnn-lr-high"):
+        snap = SnapshotLog.load(runs / run / "snapshots.npz")[0]
+        w = "stem.conv.weight"
+        ratios.append(float((snap.after[w] - snap.before[w]).double().std(correction=0)
+                            / snap.before[w].double().std(correction=0)))
+    assert ratios[1] > 10 * ratios[0] and bins[1] > bins[0], (ratios, bins)
+    shot = SHOTS / "bridge-cnn-vs-lr-high.png" if os.environ.get("NN_LESSON_README_SHOTS") else tmp_path / "vs.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot))
