@@ -3,6 +3,10 @@ the Recorder and written with write_tensorboard, served by a real tensorboard an
 1280x720. MultiheadAttention computes with its out_proj's weights without calling out_proj: the view says so in
 words, and says otherwise for a layer that is never called and whose weights get no gradient."""
 
+import base64
+import json
+from urllib.parse import quote
+
 import pytest
 import torch
 from torch import nn
@@ -24,14 +28,14 @@ PARENT_WORDS = "its weights are used by its parent's forward"
 
 
 class Encoder(nn.Module):
-    """Tokens of 8 features, a linear embedding to d 32, a 2-layer TransformerEncoder (2 heads), a mean over the
-    sequence and a linear head to 3 classes; `spare`: a layer that is built and never called."""
+    """Tokens of 8 features, a linear embedding to d 32, a TransformerEncoder of `layers` layers (2 heads), a mean
+    over the sequence and a linear head to 3 classes; `spare`: a layer that is built and never called."""
 
-    def __init__(self, spare: bool = False):
+    def __init__(self, spare: bool = False, layers: int = 2):
         super().__init__()
         self.embed = nn.Linear(8, 32)
         layer = nn.TransformerEncoderLayer(32, 2, dim_feedforward=64, dropout=0.0, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Linear(32, 3)
         if spare:
             self.spare = nn.Linear(32, 3)
@@ -40,13 +44,13 @@ class Encoder(nn.Module):
         return self.head(self.encoder(self.embed(x)).mean(1))
 
 
-def train(spare: bool = False, steps: int = STEPS):
+def train(spare: bool = False, steps: int = STEPS, layers: int = 2, policy=None):
     torch.manual_seed(0)
-    model = Encoder(spare)
+    model = Encoder(spare, layers)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(32, 6, 8, generator=g), torch.randint(0, 3, (32,), generator=g)
-    with Recorder(model, opt, policy=CapturePolicy.stats_and_every(K)) as rec:
+    with Recorder(model, opt, policy=policy or CapturePolicy.stats_and_every(K)) as rec:
         for i in range(steps):
             xb, yb = x[i % 4 * 8:(i % 4 + 1) * 8], y[i % 4 * 8:(i % 4 + 1) * 8]
             opt.zero_grad()
@@ -163,6 +167,7 @@ def server(recorded, tmp_path_factory):
     runs = tmp_path_factory.mktemp("encoder-browser") / "runs"
     write_tensorboard(recorded.log, runs / "encoder", stats=recorded.stats_log)
     write_tensorboard(hostile_run(), runs / "hostile")
+    write_tensorboard(train(steps=3, layers=8, policy=CapturePolicy.stats()).log, runs / "encoder8")
     proc, url = start_tensorboard(runs)
     yield url, SnapshotLog.load(runs / "encoder" / "snapshots.npz")
     proc.terminate()
@@ -236,10 +241,40 @@ def test_tensorboards_histograms_name_the_encoders_modules(page, server, tmp_pat
     """TensorBoard's own Histograms dashboard groups the run's histograms by module path."""
     url, _ = server
     page.goto("about:blank")
-    page.goto(url + "#histograms&runSelectionState=" + "eyJlbmNvZGVyIjp0cnVlLCJob3N0aWxlIjpmYWxzZX0%3D")
+    shown = base64.b64encode(json.dumps({"encoder": True, "hostile": False, "encoder8": False}).encode()).decode()
+    page.goto(url + "#histograms&runSelectionState=" + quote(shown))      # the encoder run alone
     for group in ("encoder.layers.0.linear1", "encoder.layers.1.self_attn", "head"):
         page.get_by_text(group, exact=True).first.wait_for(timeout=WAIT)
-    page.get_by_text("encoder.layers.0.linear1", exact=True).first.click()
-    page.get_by_text("encoder.layers.0.linear1/weight.grad").first.wait_for(timeout=WAIT)
+    grad = page.get_by_text("encoder.layers.0.linear1/weight.grad").first
+    if not grad.is_visible():                                    # a folded group: open it
+        page.get_by_text("encoder.layers.0.linear1", exact=True).first.click()
+    grad.wait_for(timeout=WAIT)
     page.get_by_text("encoder.layers.0.linear1", exact=True).first.evaluate("(e) => e.scrollIntoView({block: 'start'})")
     page.screenshot(path=str(screenshot_path(tmp_path, "model-histograms.png")))
+
+
+@pytest.mark.browser
+def test_an_8_layer_encoder_opens_folded_and_a_row_opens(page, server):
+    """18 group rows: more than fit, so every row opens folded, each coloured by the worst block it names; a row
+    opened shows its blocks, the named one in the folded row's colour; all inside 1280x720, no text over text."""
+    url, _ = server
+    page.goto("about:blank")
+    page.goto(url + "#lesson&run=encoder8")
+    frame = page.frame_locator("iframe")
+    wait_blocks(frame, 0)
+    groups = frame.locator("#mv-blocks-svg text.group")
+    assert groups.count() == 18 and frame.locator('#mv-blocks-svg text.group[data-folded="1"]').count() == 18
+    assert frame.locator("#mv-fold").text_content() == "open all"
+    problems = frame.locator("body").evaluate(LAYOUT_JS, list(MODEL_PANELS))
+    assert problems == [], problems
+    folded = frame.locator('#mv-blocks-svg rect.folded[data-group="6"]')
+    worst, bin_ = folded.get_attribute("data-worst"), folded.get_attribute("data-bin")
+    assert worst.startswith("encoder.layers.2.") and bin_ != ""
+    height = frame.locator("#mv-blocks-svg text.group").first.bounding_box()["height"]
+    assert height >= 10                                           # the rows' names stay readable
+    frame.locator('#mv-blocks-svg text.group[data-group="6"]').click()
+    block = frame.locator(f'#mv-blocks-svg rect.block[data-name="{worst}"]')
+    block.wait_for(timeout=WAIT)
+    assert block.get_attribute("data-bin") == bin_
+    problems = frame.locator("body").evaluate(LAYOUT_JS, list(MODEL_PANELS))
+    assert problems == [], problems

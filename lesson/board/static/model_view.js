@@ -99,7 +99,7 @@ function build() {
     view.folded = view.folded.size === groups.length ? new Set() : new Set(groups);
     redraw(); view.changed();
   });
-  window.addEventListener('resize', () => { if (document.body.classList.contains('model-run')) size(); });
+  window.addEventListener('resize', () => { if (document.body.classList.contains('model-run')) { size(); redraw(); } });
 }
 
 // What the address keeps of this view (index.js writes it with the run and the step): the measure, the open block,
@@ -170,8 +170,9 @@ function redraw() {
   for (const k of Object.keys(MEASURES)) document.getElementById('mv-measure-' + k).className = view.measure === k ? 'on' : '';
   document.getElementById('mv-fold').textContent = view.folded.size === step.groups.length && step.groups.length ? 'open all' : 'fold all';
   const two = Boolean(view.names.compare);
-  const pictures = [picture(step, two ? view.names.run : null, 'mv-blocks-svg')];
-  if (view.other) pictures.push(picture(view.other, view.names.compare, 'mv-blocks-svg-compare'));
+  const aspect = room(two ? 2 : 1, two);
+  const pictures = [picture(step, two ? view.names.run : null, 'mv-blocks-svg', aspect)];
+  if (view.other) pictures.push(picture(view.other, view.names.compare, 'mv-blocks-svg-compare', aspect));
   else if (two) pictures.push(el('div', {class: 'mv-picture-title', id: 'mv-compare-note'}, view.names.note || ''));
   document.getElementById('mv-blocks').replaceChildren(...pictures);
   drawLegend(step);
@@ -181,20 +182,31 @@ function redraw() {
 
 // ---- the blocks: one row per group, blocks in the model's order; a folded group is one block ----
 // One run's picture: its title (the run's name and the step's loss, when two runs are on screen) and its blocks.
-function picture(step, title, id) {
+function picture(step, title, id, aspect) {
   const box = el('div', {class: 'mv-picture'});
   if (title) {
     const text = `${title} · loss ${num(step.loss)}`;
     box.append(el('div', {class: 'mv-picture-title', title: text}, text));
   }
-  box.append(drawBlocks(step, id));
+  box.append(drawBlocks(step, id, aspect));
   return box;
 }
 
-function drawBlocks(step, id) {
+// The room one picture has, height over width (pictures: how many share the panel; titled: each has a title line).
+function room(pictures, titled) {
+  const box = document.getElementById('mv-blocks');
+  const w = box.clientWidth, h = box.clientHeight;
+  if (!w || !h) return null;
+  return Math.max(0.05, ((h - 4 * (pictures - 1)) / pictures - (titled ? 20 : 0)) / w);
+}
+
+function drawBlocks(step, id, aspect) {
   const byName = Object.fromEntries(step.blocks.map((b) => [b.name, b]));
   const groupChar = 12 * 0.62;
-  const W = 640, rowH = 34, gap = 6;
+  // rows as tall as the room allows (34 at most, 16 at least): many rows get thinner, their type stays readable
+  const W = 640, rows = Math.max(1, step.groups.length);
+  const gap = aspect && (W * aspect) / rows < 40 ? 4 : 6;
+  const rowH = aspect ? Math.min(34, Math.max(16, (W * aspect - gap) / rows - gap)) : 34;
   // the group names' column: as wide as the longest name needs, at most a third of the picture
   const label = Math.min(240, Math.max(110, 24 + groupChar * (2 + Math.max(0, ...step.groups.map((g) => g.name.length)))));
   const widest = Math.max(1, ...step.groups.map((g, i) => (view.folded.has(i) ? 1 : g.blocks.length)));
@@ -233,7 +245,7 @@ function drawBlocks(step, id) {
       const dark = bin !== null && bin >= 4;
       const what = worst ? `worst ${short(worst.block)}: ${value(byName[worst.block], view.measure)}` : `no ${MEASURES[view.measure].button}`;
       root.append(svg('text', {x: label + width / 2 - 0.5, y: y + rowH / 2 + 4, 'font-size': font, 'text-anchor': 'middle',
-        fill: dark ? 'white' : '#1e293b', 'pointer-events': 'none'}, fit(`${g.blocks.length} blocks · ${what}`, (width - 10) / charW)));
+        fill: dark ? 'white' : '#1e293b', 'pointer-events': 'none'}, fit(`${g.blocks.length} ${g.blocks.length === 1 ? 'block' : 'blocks'} · ${what}`, (width - 10) / charW)));
       return;
     }
     g.blocks.forEach((blockName, j) => {
