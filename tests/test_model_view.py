@@ -454,6 +454,10 @@ def test_vs_two_model_runs_on_one_scale_steps_plays_and_the_address_keeps_the_vi
     assert float(titles[0].split("loss ")[1]) == pytest.approx(float(log.loss[0]), rel=2e-3)
     header = frame.locator("#mv-numbers tr").first.locator("th").all_text_contents()
     assert header == ["", "resnet", "resnet-hot"]
+    # the ratio over the steps: the second run's 8 weights dashed beside the first's
+    assert frame.locator('#mv-series-svg path[data-run="run"]').count() == 8
+    assert frame.locator('#mv-series-svg path[data-run="compare"][stroke-dasharray]').count() == 8
+    assert "dashed: resnet-hot" in frame.locator("#mv-series-key").text_content()
     problems = frame.locator("body").evaluate(LAYOUT_JS, list(MODEL_PANELS))
     assert problems == [], problems
 

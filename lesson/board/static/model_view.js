@@ -379,19 +379,23 @@ function histogram(name, h, missing = 'not recorded') {
   return root;
 }
 
-// ---- every weight's update:data ratio over the steps, log10, the 1e-3 line ----
+// ---- every weight's update:data ratio over the steps, log10, the 1e-3 line (vs: the second run's dashed) ----
 function drawSeries(step) {
   const s = step.series;
+  const o = view.other ? view.other.series : null;
   const W = 520, H = 200, left = 34, right = 8, top = 8, bottom = 26;
   const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, id: 'mv-series-svg'});
-  const values = s.layers.flatMap((l) => l.log10.filter((v) => v !== null));
+  const runs = [s, ...(o && o.steps.length ? [o] : [])];
+  const values = runs.flatMap((r) => r.layers.flatMap((l) => l.log10.filter((v) => v !== null)));
   if (!s.steps.length || !values.length) {
     root.append(svg('text', {x: W / 2, y: H / 2, 'font-size': 12, 'text-anchor': 'middle'}, 'no updates recorded'));
     document.getElementById('mv-series').replaceChildren(root);
     return;
   }
   const lo = Math.floor(Math.min(-4, ...values)), hi = Math.ceil(Math.max(-2, ...values));
-  const s0 = s.steps[0], s1 = Math.max(s.steps[s.steps.length - 1], s0 + 1);
+  const s0 = Math.min(...runs.map((r) => r.steps[0]));
+  const last = Math.max(...runs.map((r) => r.steps[r.steps.length - 1]));
+  const s1 = Math.max(last, s0 + 1);
   const X = (t) => left + ((t - s0) / (s1 - s0)) * (W - left - right);
   const Y = (v) => top + ((hi - v) / (hi - lo)) * (H - top - bottom);
   const every = Math.max(1, Math.ceil((hi - lo) / 6));
@@ -399,22 +403,28 @@ function drawSeries(step) {
     root.append(svg('line', {x1: left, x2: W - right, y1: Y(e), y2: Y(e), stroke: '#e2e8f0'}));
     root.append(svg('text', {x: left - 3, y: Y(e) + 4, 'font-size': 10, 'text-anchor': 'end'}, String(e)));
   }
-  s.layers.forEach((l, k) => {
+  const order = Object.fromEntries(s.layers.map((l, k) => [l.name, k]));
+  const n = Math.max(1, s.layers.length - 1);
+  runs.forEach((r, which) => r.layers.forEach((l, k) => {
     let d = '';
-    l.log10.forEach((v, i) => { if (v !== null) d += `${d && l.log10[i - 1] !== null ? 'L' : 'M'}${X(s.steps[i]).toFixed(1)},${Y(v).toFixed(1)}`; });
-    const picked = step.blocks.some((b) => b.name === view.selected && b.main === l.param);
-    const hue = Math.round(240 - (240 * k) / Math.max(1, s.layers.length - 1));   // the first layer blue, the last red
+    l.log10.forEach((v, i) => { if (v !== null) d += `${d && l.log10[i - 1] !== null ? 'L' : 'M'}${X(r.steps[i]).toFixed(1)},${Y(v).toFixed(1)}`; });
+    const picked = l.name === view.selected;
+    const at = order[l.name] ?? k;
+    const hue = Math.round(240 - (240 * Math.min(at, n)) / n);   // the first layer blue, the last red
     const path = svg('path', {d, fill: 'none', stroke: `hsl(${hue}, 70%, 45%)`, 'stroke-width': picked ? 3 : 1.2,
-      'data-layer': l.name, opacity: picked || !view.selected ? 1 : 0.55});
-    path.append(svg('title', {}, l.name));
+      'data-layer': l.name, 'data-run': which ? 'compare' : 'run', opacity: picked || !view.selected ? 1 : 0.55,
+      ...(which ? {'stroke-dasharray': '5 3'} : {})});
+    path.append(svg('title', {}, which ? `${l.name} (${view.names.compare})` : l.name));
     root.append(path);
-  });
+  }));
   root.append(svg('line', {x1: left, x2: W - right, y1: Y(-3), y2: Y(-3), stroke: '#dc2626', 'stroke-width': 1.5, 'stroke-dasharray': '6 4', id: 'mv-rule'}));
   root.append(svg('text', {x: W - right - 2, y: Y(-3) - 3, 'font-size': 10, 'text-anchor': 'end', fill: '#dc2626'}, '1e-3'));
   root.append(svg('line', {x1: X(step.step), x2: X(step.step), y1: top, y2: H - bottom, stroke: '#1e293b', 'stroke-dasharray': '2 3', id: 'mv-now'}));
   root.append(svg('text', {x: left, y: H - 3, 'font-size': 10}, `step ${s0}`));
+  const key = runs.length > 1 ? `blue the first weight, red the last; dashed: ${view.names.compare}`
+    : s.layers.length > 1 ? `${s.layers.length} weights: blue the first, red the last; hover a line for its name` : 'hover the line for its name';
   root.append(svg('text', {x: (left + W - right) / 2, y: H - 3, 'font-size': 10, 'text-anchor': 'middle', fill: '#475569', id: 'mv-series-key'},
-    s.layers.length > 1 ? `${s.layers.length} weights: blue the first, red the last; hover a line for its name` : 'hover the line for its name'));
-  root.append(svg('text', {x: W - right, y: H - 5, 'font-size': 10, 'text-anchor': 'end'}, `step ${s.steps[s.steps.length - 1]}`));
+    fit(key, (W - left - right - 120) / (10 * 0.62))));
+  root.append(svg('text', {x: W - right, y: H - 5, 'font-size': 10, 'text-anchor': 'end'}, `step ${last}`));
   document.getElementById('mv-series').replaceChildren(root);
 }
