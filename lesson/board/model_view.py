@@ -197,7 +197,7 @@ def modules_of(log, stats=None) -> list[dict]:
         m["ran"] = not m["output"] or any(
             source is not None and (source.has(f"act:{m['name']}") or source.has(f"stats:act:{m['name']}"))
             for source in (log, stats))
-        m["weights_used"] = bool(m["main"]) and _got_gradient(log, stats, m["main"])
+        m["weights_used"] = not m["ran"] and bool(m["main"]) and _got_gradient(log, stats, m["main"])   # asked rarely
         m["name"] = m["name"] or "(model)"
     return order
 
