@@ -294,6 +294,25 @@ def _check_layout(path: Path, header: dict[str, Any], members: dict) -> None:
                                     f"in the header {width}")
 
 
+def read_snapshot_rows(fd: int, members: dict[str, tuple], name: str, start: int, stop: int) -> np.ndarray | None:
+    """Rows start..stop-1 of one column of a file indexed by index_snapshot_file, read from the open file `fd` at
+    their place (os.pread: no shared position, so threads may read at once); None where the member cannot be
+    read in place (compressed, Fortran order, or 0-d), and the caller reads it whole."""
+    info, shape, dtype, offset, fortran = members[name]
+    if fortran or not shape or info.compress_type != zipfile.ZIP_STORED or not 0 <= start <= stop <= shape[0]:
+        return None
+    local = os.pread(fd, 30, info.header_offset)  # the member's local header: its own name and extra lengths
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise SnapshotFileError(f"member {name!r}: no local zip header where the directory puts it")
+    names, extra = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+    row = dtype.itemsize * math.prod(shape[1:])
+    want = (stop - start) * row
+    data = os.pread(fd, want, info.header_offset + 30 + names + extra + offset + start * row)
+    if len(data) != want:
+        raise SnapshotFileError(f"member {name!r}: truncated (rows {start}..{stop - 1} not all there)")
+    return np.frombuffer(data, dtype=dtype).reshape((stop - start, *shape[1:])).copy()
+
+
 def _read_member(zf: zipfile.ZipFile, name: str, member: tuple) -> np.ndarray:
     info, shape, dtype, offset, fortran = member
     with zf.open(info) as f:

@@ -494,6 +494,13 @@ class SnapshotLog:
         return cls.from_file_contents(*read_snapshot_file(path))
 
     @classmethod
+    def open(cls, path: str | Path) -> "SnapshotLog":
+        """The log in a snapshot file or streamed folder, read lazily: a row, or a column, when asked for (memory: what
+        is asked for, not the file). The file stays open while the log is in use; SnapshotLog.load reads it all."""
+        from nn_lesson.hooks.snapshot_stream import StreamedLog
+        return StreamedLog.open(path) if Path(path).is_dir() else StreamedLog.open_file(path)
+
+    @classmethod
     def from_file_contents(cls, header: dict[str, Any], arrays: dict[str, Any]) -> "SnapshotLog":
         log = cls([ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
                   header["layers"], header.get("stat_bins", 0), header.get("row_shapes", False))

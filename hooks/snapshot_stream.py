@@ -34,10 +34,11 @@ import torch
 
 from nn_lesson.hooks.columns import pad_value
 from nn_lesson.hooks.snapshot_file import (SnapshotFileError, index_snapshot_file, is_column, read_snapshot_file,
-                                           read_snapshot_member)
+                                           read_snapshot_member, read_snapshot_rows)
 from nn_lesson.hooks.snapshot_log import ParamSlot, SnapshotLog, _return_freed_memory
 
 SEGMENT = re.compile(r"segment-(\d{6,})\.npz")
+ROW_AT_A_TIME = 8 << 20  # bytes: a member of a lazily opened file larger than this is read a row at a time
 
 
 def _segment_name(seq: int) -> str:
@@ -47,10 +48,12 @@ def _segment_name(seq: int) -> str:
 class _Segment:
     """One segment file: its rows' place in the log, its checked header and member table."""
 
-    __slots__ = ("path", "first", "steps", "header", "members", "nbytes")
+    __slots__ = ("path", "first", "steps", "header", "members", "nbytes", "file")
 
-    def __init__(self, path: Path, first: int):
+    def __init__(self, path: Path, first: int, keep_open: bool = False):
         self.path, self.first = path, first
+        # a file read one row at a time keeps its descriptor: rows come from the file that was checked
+        self.file = open(path, "rb") if keep_open else None
         self.header, self.members = index_snapshot_file(path)
         self.steps = self.header["steps"]
         self.nbytes = path.stat().st_size
@@ -98,12 +101,13 @@ class StreamedColumn:
                 return None
             return torch.tensor(of, dtype=torch.int64).expand(seg.steps, len(of)).clone()
         array = self.log._member(seg, self.name)
-        if array is None:
-            return None
+        return None if array is None else self._padded(array)
+
+    def _padded(self, array: np.ndarray) -> torch.Tensor:
         rows = torch.from_numpy(array).to(self.dtype)
         if tuple(rows.shape[1:]) == self.row_shape:
             return rows
-        out = torch.full((seg.steps, *self.row_shape), pad_value(self.dtype), dtype=self.dtype)
+        out = torch.full((len(rows), *self.row_shape), pad_value(self.dtype), dtype=self.dtype)
         out[(slice(None), *(slice(0, n) for n in rows.shape[1:]))] = rows
         return out
 
@@ -122,6 +126,11 @@ class StreamedColumn:
 
     def at(self, i: int) -> torch.Tensor:
         seg = self.log._locate(i)
+        member = seg.members.get(self.name)
+        if seg.file is not None and member is not None and member[0].file_size > ROW_AT_A_TIME:
+            row = read_snapshot_rows(seg.file.fileno(), seg.members, self.name, i - seg.first, i - seg.first + 1)
+            if row is not None:
+                return self._padded(row)[0]
         rows = self._segment_rows(seg) if self._made_up else self.log._cached_rows(seg, self)
         if rows is None:
             return torch.full(self.row_shape, pad_value(self.dtype), dtype=self.dtype)
@@ -170,6 +179,7 @@ class StreamedLog(SnapshotLog):
         self._memory = SnapshotLog(self.params, self.layers, stat_bins)
         self._memory.changed = self.changed
         self._memory._work = self._work
+        self.read_only = _reading
         if _reading:
             return
         if self.folder.exists() and (not self.folder.is_dir() or any(SEGMENT.fullmatch(p.name)
@@ -184,7 +194,12 @@ class StreamedLog(SnapshotLog):
     def _base(self) -> int:
         return self._segments[-1].first + self._segments[-1].steps if self._segments else 0
 
+    def _writing(self) -> None:
+        if self.read_only:
+            raise RuntimeError(f"{self.folder}: a log opened for reading is never written to; record into a new one")
+
     def stage_step(self, row: int, items: list[tuple[str, Any, int | None]]) -> None:
+        self._writing()
         self._memory.stage_step(row - self._base, items)
         self.steps = row + 1
         if not self._memory._staged:  # that step filled a flush: its rows go to disk
@@ -194,6 +209,7 @@ class StreamedLog(SnapshotLog):
         return None  # rows are staged: a row written in place would be cut off by the flush to disk before it
 
     def add_params(self, slots: list[ParamSlot]) -> None:
+        self._writing()
         self.flush()
         self.params += slots
         self._memory.params = self.params
@@ -233,6 +249,7 @@ class StreamedLog(SnapshotLog):
     def keep_rows(self, rows: list[int]) -> None:
         """Keep only these rows (ascending): each segment is rewritten with its kept rows (or removed), one at a
         time, each replaced whole, so a process killed meanwhile leaves every segment readable."""
+        self._writing()
         self.flush()
         if self.unwritten is not None:
             return  # nothing can be rewritten now; the rows stay, and the budget is over until writing works
@@ -284,6 +301,26 @@ class StreamedLog(SnapshotLog):
             log._next = seq + 1
         log.steps = log._base
         return log
+
+    @classmethod
+    def open_file(cls, path: str | Path) -> "StreamedLog":
+        """One snapshot file read lazily (SnapshotLog.open): a row reads that row of each column from the file, a
+        column its member; the file stays open (the one that was checked) until the log is let go or closed."""
+        path = Path(path)
+        header = index_snapshot_file(path)[0]
+        log = cls(path.parent, [ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
+                  header["layers"], header.get("stat_bins", 0), _reading=True)
+        log.row_shapes = header.get("row_shapes", False)
+        log._segments.append(_Segment(path, 0, keep_open=True))
+        log.steps = log._base
+        return log
+
+    def close(self) -> None:
+        """Let go of the files a lazily opened log keeps open."""
+        for seg in self._segments:
+            if seg.file is not None:
+                seg.file.close()
+                seg.file = None
 
     @property
     def columns(self) -> dict[str, StreamedColumn]:

@@ -219,3 +219,41 @@ def test_a_damaged_segment_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(SnapshotFileError, match="not a streamed log"):
         SnapshotLog.load(tmp_path)
+
+
+# ---- SnapshotLog.open: any snapshot file read lazily ----
+def test_a_file_opened_lazily_reads_as_the_file_loaded_whole(tmp_path, written_run):
+    memory = train(150, policy=None, grow_at=90, clip_from=40).log
+    memory.save(tmp_path / "log.npz")
+    for path, whole in ((tmp_path / "log.npz", memory), (written_run[0] / "snapshots.npz", None)):
+        whole = whole if whole is not None else SnapshotLog.load(path)   # a lesson run: record members read past
+        lazy = SnapshotLog.open(path)
+        assert_same_log(whole, lazy)
+        assert whole.row_shapes == lazy.row_shapes
+    with pytest.raises(RuntimeError, match="opened for reading is never written to"):
+        lazy.keep_rows([0])
+
+
+BIG_LOG = """
+import resource, sys, torch
+from nn_lesson.hooks import SnapshotLog
+log = SnapshotLog.open(sys.argv[1])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+row = log[37]
+print(int(row.activations["big"][0, 0]), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_a_row_of_a_large_file_reads_that_row_not_the_file(tmp_path):
+    log = SnapshotLog(layers=["big"])
+    for i in range(60):  # 60 rows of 4 MiB: a 240 MiB column
+        log.stage_step(i, [("step", i, None), ("act:big", torch.full((1024, 1024), float(i)), None)])
+    log.save(tmp_path / "big.npz")
+    del log
+    script = tmp_path / "read.py"
+    script.write_text(BIG_LOG)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "big.npz")], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    assert out[0] == "37"            # the right row ...
+    assert int(out[1]) < 60          # ... for a few MiB more of peak memory, not the column's 240 MiB
