@@ -45,6 +45,9 @@ def bridge_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     # the MLP 64-hidden-10; the CNN by its parameters (few: its cost is in the convolutions, and one thread
     # is what keeps a busy machine from slowing it down, as for the MLP)
     use_threads(sum(p.numel() for p in config.build_model().parameters()), args.threads)
+    if cnn and config.batch_size > config.training_digits:
+        parser.error(f"argument --batch-size: the CNN drops each epoch's short last batch, so a batch must fit in "
+                     f"the {config.training_digits:,} training digits, got {config.batch_size:,}")
     try:
         config.capture_policy()
     except ValueError as err:
