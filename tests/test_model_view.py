@@ -290,6 +290,7 @@ def server(tmp_path_factory):
     write_tensorboard(rec.log, runs / "resnet", stats=rec.stats_log)
     hot = train(CapturePolicy.stats_and_every(K), lr=0.8)
     write_tensorboard(hot.log, runs / "resnet-hot", stats=hot.stats_log)
+    write_tensorboard(train(CapturePolicy.every_k(4)).log, runs / "resnet-every-4")   # steps 0, 4, 8
     proc, url = start_tensorboard(runs)
     yield url, SnapshotLog.load(runs / "resnet" / "snapshots.npz"), runs
     proc.terminate()
@@ -514,3 +515,13 @@ def test_vs_two_model_runs_on_one_scale_steps_plays_and_the_address_keeps_the_vi
     assert frame.locator("#mv-detail-title").text_content() == f"layers.2.relu1 at step {last}"
     assert frame.locator('#mv-blocks-svg rect.folded[data-group="2"]').count() == 1
     assert frame.locator("#compare").input_value() == "resnet-hot"
+    # a run that kept other steps: matched by step number, and said so where it has none
+    frame.locator("#compare").select_option("resnet-every-4")
+    frame.locator("#mv-compare-note").filter(has_text=f"resnet-every-4 has no recorded step {last}").wait_for(timeout=WAIT)
+    assert frame.locator("#mv-blocks-svg-compare").count() == 0
+    frame.locator("#prev").click()                                 # step 6: none either; step 3 ... step 0: both
+    frame.locator("#prev").click()
+    frame.locator("#prev").click()
+    wait_blocks(frame, 0)
+    frame.locator('#mv-blocks-svg-compare[data-step="0"]').wait_for(timeout=WAIT)
+    assert frame.locator("#compare option").all_text_contents() == ["nothing", "resnet", "resnet-every-4", "resnet-hot"]

@@ -424,7 +424,7 @@ function drawSeries(step) {
   const key = runs.length > 1 ? `blue the first weight, red the last; dashed: ${view.names.compare}`
     : s.layers.length > 1 ? `${s.layers.length} weights: blue the first, red the last; hover a line for its name` : 'hover the line for its name';
   root.append(svg('text', {x: (left + W - right) / 2, y: H - 3, 'font-size': 10, 'text-anchor': 'middle', fill: '#475569', id: 'mv-series-key'},
-    fit(key, (W - left - right - 120) / (10 * 0.62))));
+    fit(key, (W - left - right - 90) / (10 * 0.56))));   // room between 'step 0' and the last step
   root.append(svg('text', {x: W - right, y: H - 5, 'font-size': 10, 'text-anchor': 'end'}, `step ${last}`));
   document.getElementById('mv-series').replaceChildren(root);
 }
