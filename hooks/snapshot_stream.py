@@ -46,27 +46,38 @@ def _segment_name(seq: int) -> str:
 
 
 class _Segment:
-    """One segment file: its rows' place in the log, its checked header and member table."""
+    """One segment file: its rows' place in the log and what its header says, kept small (a long run has thousands
+    of segments): the column layout, parameters and absent ranges are shared with every segment whose are equal,
+    and the table of members (where each array starts) is read again when a read needs it."""
 
-    __slots__ = ("path", "first", "steps", "header", "members", "nbytes", "file")
+    __slots__ = ("path", "first", "steps", "layout", "params", "absent_of", "nbytes", "file", "members")
 
-    def __init__(self, path: Path, first: int, keep_open: bool = False):
+    def __init__(self, path: Path, first: int, shared: dict, keep_open: bool = False):
         self.path, self.first = path, first
         # a file read one row at a time keeps its descriptor: rows come from the file that was checked
         self.file = open(path, "rb") if keep_open else None
-        self.header, self.members = index_snapshot_file(path)
-        self.steps = self.header["steps"]
+        header, members = index_snapshot_file(path)
+        self.steps = header["steps"]
         self.nbytes = path.stat().st_size
 
+        def one(value):  # the equal object another segment already holds, else this one
+            key = repr(value)
+            return shared.setdefault(key, value)
+        self.layout: dict[str, tuple[tuple[int, ...], np.dtype]] = one(
+            {name: (tuple(m[1][1:]), m[2]) for name, m in members.items() if name != "header" and is_column(name)})
+        self.params = one(header["params"])
+        self.absent_of: dict[str, list] = one(header.get("absent", {}))
+        self.members = members if keep_open else None  # one file read lazily keeps its table: its one segment
+
     def shape(self, name: str) -> tuple[int, ...] | None:
-        member = self.members.get(name)
-        return tuple(member[1][1:]) if member is not None else None
+        column = self.layout.get(name)
+        return column[0] if column is not None else None
 
     def absent(self, name: str) -> list[tuple[int, int]]:
         """Ranges of this segment's rows (log rows) with no value in `name`."""
-        if name not in self.members:
+        if name not in self.layout:
             return [(self.first, self.first + self.steps)] if self.steps else []
-        return [(self.first + s, self.first + e) for s, e in self.header.get("absent", {}).get(name, [])]
+        return [(self.first + s, self.first + e) for s, e in self.absent_of.get(name, [])]
 
 
 def _torch_dtype(dtype: np.dtype) -> torch.dtype:
@@ -81,11 +92,11 @@ class StreamedColumn:
         segments = [s for s in log._segments if s.steps]
         shape_of = name[len("shape:"):] if name.startswith("shape:") else None
         # a made-up shape column: segments without their own give each row the segment's row shape
-        self._made_up = shape_of is not None and any(shape_of in s.members and name not in s.members for s in segments)
-        shapes = [s.shape(name) for s in segments if name in s.members]
-        dtypes = [s.members[name][2] for s in segments if name in s.members]
+        self._made_up = shape_of is not None and any(shape_of in s.layout and name not in s.layout for s in segments)
+        shapes = [s.shape(name) for s in segments if name in s.layout]
+        dtypes = [s.layout[name][1] for s in segments if name in s.layout]
         if self._made_up:
-            dims = {len(s.shape(shape_of)) for s in segments if shape_of in s.members}
+            dims = {len(s.shape(shape_of)) for s in segments if shape_of in s.layout}
             shapes, dtypes = [(dims.pop(),)], [np.dtype(np.int64)]
         dtype = dtypes[0]
         for d in dtypes[1:]:
@@ -95,7 +106,7 @@ class StreamedColumn:
 
     def _segment_rows(self, seg: _Segment) -> torch.Tensor | None:
         """All of one segment's rows of this column, padded to the column's row shape (None: not there)."""
-        if self._made_up and self.name not in seg.members:
+        if self._made_up and self.name not in seg.layout:
             of = seg.shape(self.name[len("shape:"):])
             if of is None:
                 return None
@@ -126,9 +137,9 @@ class StreamedColumn:
 
     def at(self, i: int) -> torch.Tensor:
         seg = self.log._locate(i)
-        member = seg.members.get(self.name)
-        if seg.file is not None and member is not None and member[0].file_size > ROW_AT_A_TIME:
-            row = read_snapshot_rows(seg.file.fileno(), seg.members, self.name, i - seg.first, i - seg.first + 1)
+        members = self.log._members(seg) if seg.file is not None and self.name in seg.layout else {}
+        if self.name in members and members[self.name][0].file_size > ROW_AT_A_TIME:
+            row = read_snapshot_rows(seg.file.fileno(), members, self.name, i - seg.first, i - seg.first + 1)
             if row is not None:
                 return self._padded(row)[0]
         rows = self._segment_rows(seg) if self._made_up else self.log._cached_rows(seg, self)
@@ -138,7 +149,7 @@ class StreamedColumn:
 
     def present(self, i: int) -> bool:
         seg = self.log._locate(i)
-        if self._made_up and self.name not in seg.members:
+        if self._made_up and self.name not in seg.layout:
             return seg.shape(self.name[len("shape:"):]) is not None
         return not any(s <= i < e for s, e in seg.absent(self.name))
 
@@ -147,7 +158,7 @@ class StreamedColumn:
         for seg in self.log._segments:
             if seg.first >= n:
                 break
-            if self._made_up and self.name not in seg.members and seg.shape(self.name[len("shape:"):]) is not None:
+            if self._made_up and self.name not in seg.layout and seg.shape(self.name[len("shape:"):]) is not None:
                 continue
             for s, e in seg.absent(self.name):
                 s, e = s, min(e, n)
@@ -171,6 +182,8 @@ class StreamedLog(SnapshotLog):
         self.folder = Path(folder)
         self._segments: list[_Segment] = []
         self._cache: tuple[_Segment | None, dict[str, torch.Tensor | None]] = (None, {})
+        self._index: tuple[_Segment | None, dict[str, tuple]] = (None, {})
+        self._shared: dict[str, Any] = {}  # the segments' equal layouts, parameter lists and absent ranges, once
         self._disk_bytes = 0
         self._next = 0
         self._columns_of: tuple[tuple[int, int] | None, dict[str, StreamedColumn]] = (None, {})
@@ -242,7 +255,7 @@ class StreamedLog(SnapshotLog):
         _return_freed_memory()
 
     def _add_segment(self, path: Path) -> None:
-        seg = _Segment(path, self._base)
+        seg = _Segment(path, self._base, self._shared)
         self._segments.append(seg)
         self._disk_bytes += seg.nbytes
 
@@ -255,7 +268,7 @@ class StreamedLog(SnapshotLog):
             return  # nothing can be rewritten now; the rows stay, and the budget is over until writing works
         kept = set(rows)
         segments, self._segments, self._disk_bytes = self._segments, [], 0
-        self._cache = (None, {})
+        self._cache = self._index = (None, {})
         for seg in segments:
             mine = [r - seg.first for r in range(seg.first, seg.first + seg.steps) if r in kept]
             if seg.steps and not mine and seg is not segments[0]:
@@ -293,7 +306,7 @@ class StreamedLog(SnapshotLog):
                           header["layers"], header.get("stat_bins", 0), _reading=True)
             log._add_segment(path)
             seg = log._segments[-1]
-            params = seg.header["params"]
+            params = seg.params
             if [p["name"] for p in params[: len(log.params)]] != log.param_names[: len(params)]:
                 raise SnapshotFileError(f"{path}: its parameters are not those of the segments before it")
             if len(params) > len(log.params):
@@ -311,7 +324,7 @@ class StreamedLog(SnapshotLog):
         log = cls(path.parent, [ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
                   header["layers"], header.get("stat_bins", 0), _reading=True)
         log.row_shapes = header.get("row_shapes", False)
-        log._segments.append(_Segment(path, 0, keep_open=True))
+        log._segments.append(_Segment(path, 0, log._shared, keep_open=True))
         log.steps = log._base
         return log
 
@@ -329,11 +342,10 @@ class StreamedLog(SnapshotLog):
             raise SnapshotFileError(f"{self.unwritten}; they are still in memory: make room, then read rec.log again")
         key = (len(self._segments), self._disk_bytes)
         if self._columns_of[0] != key:
-            names = dict.fromkeys(n for seg in self._segments if seg.steps for n in seg.members
-                                  if n != "header" and is_column(n))
+            names = dict.fromkeys(n for seg in self._segments if seg.steps for n in seg.layout)
             for name in list(names):  # rows of different shapes across segments: each row's own shape, made up
                 if not name.startswith(("shape:", "param_")) and len(
-                        {seg.shape(name) for seg in self._segments if seg.steps and name in seg.members}) > 1:
+                        {seg.shape(name) for seg in self._segments if seg.steps and name in seg.layout}) > 1:
                     names.setdefault(f"shape:{name}")
             self._columns_of = (key, {name: StreamedColumn(self, name) for name in names})
         return self._columns_of[1]
@@ -351,9 +363,19 @@ class StreamedLog(SnapshotLog):
         return self._segments[lo]
 
     def _member(self, seg: _Segment, name: str) -> np.ndarray | None:
-        if name not in seg.members:
+        if name not in seg.layout:
             return None
-        return read_snapshot_member(seg.path, seg.members, name)
+        return read_snapshot_member(seg.path, self._members(seg), name)
+
+    def _members(self, seg: _Segment) -> dict[str, tuple]:
+        """The segment's table of members, read again from its file (the last one kept): a row's reads all use it."""
+        if seg.members is not None:
+            return seg.members
+        kept, members = self._index
+        if kept is not seg:
+            members = index_snapshot_file(seg.path)[1]
+            self._index = (seg, members)
+        return members
 
     def _cached_rows(self, seg: _Segment, column: StreamedColumn) -> torch.Tensor | None:
         """A segment's rows of a column, one segment's columns kept: reading a row reads each member once."""

@@ -132,6 +132,10 @@ def test_memory_holds_one_flush_whatever_the_run_length(tmp_path):
     assert on_disk > 20 * STAGED_BYTES / 4               # the run is far larger than what memory held ...
     assert max(held) <= STAGED_BYTES + 2 * on_disk / 200  # ... which never exceeded one flush (and a step)
     assert len(SnapshotLog.load(tmp_path / "s")) == 200
+    # what memory keeps per segment is small and shared: one layout, parameter list and absent map for them all
+    segments = rec.log._segments
+    assert len(segments) > 20 and len({id(s.layout) for s in segments if s.steps}) == 1
+    assert all(s.members is None for s in segments)  # the tables of members are read again when needed
 
 
 def test_a_streamed_run_killed_with_sigkill_keeps_its_flushed_rows(tmp_path):
