@@ -228,6 +228,14 @@ def test_vs_puts_two_runs_on_one_gradient_norm_scale(client):
     assert "no run" in model_step(client, "resnet", 1, **{"with": "nothing-here"})[1]["error"]
 
 
+def test_the_ratio_over_every_step_is_left_out_when_asked(client):
+    """series=0: the tab has the ratio over every step of a run already (it is the same at every step)."""
+    _, whole = model_step(client, "resnet", 2)
+    status, lean = model_step(client, "resnet", 2, series="0")
+    assert status == 200 and lean["series"] is None and whole["series"]["steps"]
+    assert {k: v for k, v in lean.items() if k != "series"} == {k: v for k, v in whole.items() if k != "series"}
+
+
 def test_a_folded_group_takes_its_worst_block(client, logs):
     """Each group names, for each measure, the block a folded row is coloured by: the ratio farthest from 1e-3 on
     log10, the largest gradient norm, the largest dead share; computed here from the log."""
@@ -442,6 +450,8 @@ def test_vs_two_model_runs_on_one_scale_steps_plays_and_the_address_keeps_the_vi
     come back after a reload."""
     url, log, runs = server
     page.goto("about:blank")                                     # a fresh load, not a change of the hash
+    asked = []
+    page.on("request", lambda r: asked.append(r.url) if "/model_step?" in r.url else None)
     page.goto(url + "#lesson&run=resnet")
     frame = page.frame_locator("iframe")
     wait_blocks(frame, 0)
@@ -473,10 +483,14 @@ def test_vs_two_model_runs_on_one_scale_steps_plays_and_the_address_keeps_the_vi
             rect = frame.locator(f'#{svg_id} rect.block[data-name="{name}"]')
             assert rect.get_attribute("data-bin") == str(grad_norm_bin(norm, stats)), (svg_id, name)
 
-    # the slider's ▶ and play move both pictures
+    # the slider's ▶ and play move both pictures (the ratio over the steps, asked once a run, stays drawn)
     frame.locator("#next").click()
     wait_blocks(frame, K)
     frame.locator(f'#mv-blocks-svg-compare[data-step="{K}"]').wait_for(timeout=WAIT)
+    assert frame.locator('#mv-series-svg path[data-run="run"]').count() == 8
+    assert frame.locator('#mv-series-svg path[data-run="compare"]').count() == 8
+    later = [u for u in asked if "step=1&" in u]
+    assert later and all("series=0" in u for u in later), later   # the series is asked once a run
     frame.locator("#play").click()
     last = int(log.step[-1])
     wait_blocks(frame, last)

@@ -37,11 +37,13 @@ SATURATED_AT = 0.97       # |tanh| above this (sigmoid within 0.03 of 0 or 1) is
 MEASURES = ("ratio", "grad_norm", "dead")
 
 
-def model_step(loaded: dict, row: int, root: Path, parts: tuple[str, ...], other: tuple | None = None) -> dict:
+def model_step(loaded: dict, row: int, root: Path, parts: tuple[str, ...], other: tuple | None = None,
+               series: bool = True) -> dict:
     """The JSON of the model view at row `row` of a loaded model run (the plugin's cached run: its "log"), the run
     folder being root/parts... (statistics.npz beside its snapshots is opened through safe_open, as every file the
     tab reads). `other`: (loaded, root, parts) of a second model run shown beside it (vs): the gradient norm's colour
-    scale then spans both runs' norms, so one colour is one norm in both pictures (the ratio's scale is fixed)."""
+    scale then spans both runs' norms, so one colour is one norm in both pictures (the ratio's scale is fixed).
+    `series`: False leaves out the ratio over every step (the same at every step: the tab asks for it once a run)."""
     if loaded.get("kind") != "model":
         raise ValueError("the model view is for your own model's runs (write_tensorboard); "
                          f"this is a {loaded.get('kind')} run")
@@ -67,7 +69,7 @@ def model_step(loaded: dict, row: int, root: Path, parts: tuple[str, ...], other
         "blocks": blocks,
         "scale": scale,
         "worst_rule": WORST,
-        "series": run["series"],
+        "series": run["series"] if series else None,
         "rule": RULE,
     }
 

@@ -14,8 +14,9 @@ Routes (under /data/plugin/lesson/), all JSON except index.js:
   /run?run=R                the run: settings, every step's loss, the pages, the story's stops
   /step?run=R&step=N        row N (0-based, every step): weights before/gradient/-lr*gradient/after, the
                             students with their confidences and losses, the node values
-  /model_step?run=R&step=N[&with=R2]  your own model's health at row N (lesson/board/model_view.py), beside
-                            a second model run R2 on one colour scale
+  /model_step?run=R&step=N[&with=R2][&series=0]  your own model's health at row N (lesson/board/model_view.py),
+                            beside a second model run R2 on one colour scale; series=0 leaves out the ratio over
+                            every step (the same at every step)
   /decision_map?run=R&step=N[&before=1]  the decision map (nn_lesson.lesson.story.decision_map) after step N
                             (before it, with before=1)
   /new_run (POST, JSON)     train a new lesson run through the nn-lesson command itself (lesson/board/new_run.py)
@@ -158,7 +159,8 @@ class LessonPlugin(base_plugin.TBPlugin):
                 return loaded, Path(self._logdir).resolve(), snapshot.parent.relative_to(Path(self._logdir).resolve()).parts
             loaded, root, parts = model_run("run")
             other = model_run("with") if request.args.get("with") else None
-            return model_step(loaded, self._step_arg(request, loaded), root, parts, other)
+            return model_step(loaded, self._step_arg(request, loaded), root, parts, other,
+                              series=request.args.get("series") != "0")
         return self._answer(request, build)
 
     @wrappers.Request.application

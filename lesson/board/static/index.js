@@ -21,7 +21,7 @@ const SPEEDS = [1, 2, 5, 10, 30];
 const state = {
   runs: [], details: {}, run: null, info: null, row: 0, mode: 'free', stop: 0, view: 'after', viewChosen: false,
   step: null, selected: null, hovered: null, seq: 0, compare: null, compareInfo: null, compareStep: null,
-  timer: null, speed: 2, mapSeq: 0, token: '',
+  timer: null, speed: 2, mapSeq: 0, token: '', series: {},   // series: a model run's ratio over every step, asked once
 };
 
 function el(tag, attrs, children) {
@@ -358,6 +358,7 @@ async function openRun(run, wanted = {}) {
   }
   state.run = run;
   state.info = info;
+  state.series = {};
   state.selected = null;
   state.hovered = null;
   compareChoices();
@@ -382,6 +383,7 @@ async function openRun(run, wanted = {}) {
 async function openCompare(run) {
   state.compare = run;
   state.compareInfo = null;
+  if (run) delete state.series[run];
   if (run) {
     try { state.compareInfo = await getJSON('./run', {run}); } catch (err) {
       document.getElementById('message').textContent = String(err.message);
@@ -490,13 +492,17 @@ async function showStep() {
   const peer = state.compare && state.compareInfo && state.compareInfo.kind === info.kind ? state.compareInfo : null;
   // the same step: a lesson run's row; your own model's step number (two runs may keep different rows)
   const peerRow = !peer ? -1 : model ? peer.step.indexOf(info.step[row]) : row < peer.steps ? row : -1;
+  // a model run's ratio over every step is the same at every step: asked once for each run opened
+  const modelStep = async (run, at, more) => {
+    const answer = await getJSON('./model_step', {run, step: at, ...more, ...(state.series[run] ? {series: '0'} : {})});
+    if (answer.series) state.series[run] = answer.series; else answer.series = state.series[run];
+    return answer;
+  };
   try {
     [step, other] = await Promise.all([
-      model ? getJSON('./model_step', {run: state.run, step: row, ...(peerRow >= 0 ? {with: state.compare} : {})})
-        : getJSON('./step', {run: state.run, step: row}),
+      model ? modelStep(state.run, row, peerRow >= 0 ? {with: state.compare} : {}) : getJSON('./step', {run: state.run, step: row}),
       peerRow < 0 ? Promise.resolve(null)
-        : model ? getJSON('./model_step', {run: state.compare, step: peerRow, with: state.run})
-          : getJSON('./step', {run: state.compare, step: peerRow})]);
+        : model ? modelStep(state.compare, peerRow, {with: state.run}) : getJSON('./step', {run: state.compare, step: peerRow})]);
   } catch (err) {
     document.getElementById('message').textContent = String(err.message);
     return;
