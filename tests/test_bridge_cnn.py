@@ -39,6 +39,7 @@ def runs():
             "adam": train_bridge(BridgeConfig(model="cnn", optimizer="adam", epochs=1, policy="stats+every:5")),
             "momentum": train_bridge(BridgeConfig(model="cnn", optimizer="momentum", epochs=1, policy="stats+every:5")),
             "stats_only": train_bridge(BridgeConfig(model="cnn", epochs=1, policy="stats")),
+            "every7": train_bridge(BridgeConfig(model="cnn", epochs=2, policy="every:7")),
         }
     finally:
         torch.set_num_threads(threads)
@@ -228,6 +229,19 @@ def test_claims_rest_on_the_numbers_they_print(runs):
     expected = float(first["layers.0.conv2"].double().std(correction=0) / first["stem.relu"].double().std(correction=0))
     assert abs(dict(cp.branch_ratios(run))["layers.0"] - expected) < 1e-4
     assert f"{expected:.2f}" in cp.quiet_branches(run).sentence
+
+
+def test_epochs_are_read_by_step_not_by_row_when_only_every_kth_step_was_kept(runs):
+    """--policy every:7 keeps steps 0, 7, 14, ...: "the first epoch" is its steps below 22, not its first 22 rows."""
+    import re
+    run = runs["every7"]
+    n = cp.steps_per_epoch(run)
+    assert n == 22 and run.stats is None and run.log.step.tolist()[:4] == [0, 7, 14, 21]
+    step = int(re.search(r"at step (\d+)", cp.first_epoch_too_large(run).sentence).group(1))
+    assert step < n and step % 7 == 0
+    last = run.log.step >= n
+    mean = float(run.log.loss[last].double().mean())
+    assert cp._g(mean) in cp.loss_stuck(run).sentence
 
 
 def test_the_claims_never_take_nan_for_health(runs, tmp_path):

@@ -54,6 +54,16 @@ def steps_per_epoch(run: BridgeRun) -> int:
     return run.epoch_end_steps[0] + 1 if run.epoch_end_steps else max(1, len(source(run)))
 
 
+def epoch_rows(run: BridgeRun, which: str) -> torch.Tensor:
+    """Rows of source(run) whose step lies in the first or the last epoch (by step, not by row: a log that kept
+    every k-th step has fewer rows than steps)."""
+    steps, n = source(run).step, steps_per_epoch(run)
+    if which == "first":
+        return steps < n
+    last_end = run.epoch_end_steps[-1] if run.epoch_end_steps else int(steps.max()) if len(steps) else 0
+    return (steps > last_end - n) & (steps <= last_end)
+
+
 def main_weights(log: SnapshotLog) -> list[str]:
     """The convolutions' and linear layers' weights (2 or more dimensions), in the model's order; BatchNorm's
     scale (one number per channel, all 1 at the start, so it has no spread to compare with) is left out."""
@@ -164,11 +174,11 @@ def rule_page(run: BridgeRun) -> tuple[str, str]:
 def first_epoch_too_large(run: BridgeRun) -> Claim:
     """Some layer's update in the first epoch was at least FAR_TOO_LARGE of its weight's spread (500× the rule of
     thumb): the learning rate is far too high. A ratio that is not finite counts as too large."""
-    n = steps_per_epoch(run)
+    rows = epoch_rows(run, "first")
     worst_name, worst_step, worst = None, 0, -1.0
     for name in main_weights(source(run)):
         steps, ratio = ratio_series(run, name)
-        first = ratio[:n]
+        steps, first = steps[rows], ratio[rows]
         if not len(first):
             continue
         bad = ~torch.isfinite(first)
@@ -284,8 +294,7 @@ def loss_stuck(run: BridgeRun) -> Claim:
     """The last epoch's mean training loss is at or above STUCK × ln 10, the loss of a uniform guess (10% on
     every digit); a loss that is not finite counts as stuck."""
     log = source(run)
-    n = steps_per_epoch(run)
-    last = log.loss[-n:].double()
+    last = log.loss[epoch_rows(run, "last")].double()
     mean = float(last.mean()) if len(last) else float("nan")
     if not math.isfinite(mean) or mean >= STUCK * LN10:
         return Claim(True, f"**The loss is stuck:** the last epoch's mean training loss is {_g(mean)}, no lower "
@@ -307,11 +316,11 @@ def health_page(run: BridgeRun) -> tuple[str, str]:
     said = [verdict.sentence] + [c.sentence for c in warnings]
     if not warnings:
         said.append("No warning sign. " + " ".join(c.sentence for c in claims[3:]))
-    n = steps_per_epoch(run)
+    first_rows, last_rows = epoch_rows(run, "first"), epoch_rows(run, "last")
     rows = []
     for name in main_weights(source(run)):
         _, ratio = ratio_series(run, name)
-        first, last = ratio[:n], ratio[-n:]
+        first, last = ratio[first_rows], ratio[last_rows]
         rows.append([f"`{name}`", _g(first.max()) if len(first) else "–", _g(last.median()) if len(last) else "–"])
     row = full_row(run)
     shares = dead_shares(run, row) if row is not None else {}
