@@ -146,8 +146,9 @@ class LessonPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_model_step(self, request):
-        """/model_step?run=R&step=N[&with=R2]: your own model's health at row N (lesson/board/model_view.py); with
-        a second model run R2 on screen beside it (vs), on one colour scale for both."""
+        """/model_step?run=R&step=N[&with=R2][&series=0]: your own model's health at row N
+        (lesson/board/model_view.py); with a second model run R2 on screen beside it (vs), on one colour scale for
+        both; series=0 without the ratio over every step (the tab has it after the first step)."""
         def build():
             from nn_lesson.lesson.board.model_view import model_step
 
@@ -156,7 +157,8 @@ class LessonPlugin(base_plugin.TBPlugin):
                 loaded = self._load(snapshot)
                 if loaded["kind"] != "model":
                     raise BadRequest(f"model_step: {loaded['name']} is a {loaded['kind']} run, not your own model's")
-                return loaded, Path(self._logdir).resolve(), snapshot.parent.relative_to(Path(self._logdir).resolve()).parts
+                root = Path(self._logdir).resolve()      # statistics.npz beside it is opened under root, as the run
+                return loaded, root, snapshot.parent.relative_to(root).parts
             loaded, root, parts = model_run("run")
             other = model_run("with") if request.args.get("with") else None
             return model_step(loaded, self._step_arg(request, loaded), root, parts, other,
