@@ -365,7 +365,14 @@ class StreamedLog(SnapshotLog):
     def _member(self, seg: _Segment, name: str) -> np.ndarray | None:
         if name not in seg.layout:
             return None
-        return read_snapshot_member(seg.path, self._members(seg), name)
+        members = self._members(seg)
+        if seg.file is None:
+            return read_snapshot_member(seg.path, members, name)
+        # a file opened lazily is read through the descriptor kept open: its path may name another file by now
+        rows = read_snapshot_rows(seg.file.fileno(), members, name, 0, members[name][1][0] if members[name][1] else 0)
+        if rows is not None:
+            return rows
+        return read_snapshot_member(f"/proc/self/fd/{seg.file.fileno()}", members, name)
 
     def _members(self, seg: _Segment) -> dict[str, tuple]:
         """The segment's table of members, read again from its file (the last one kept): a row's reads all use it."""
