@@ -104,7 +104,9 @@ class _Forward:
 STATS_FOLDER = "statistics"  # where a streamed Recorder's statistics of every step go, inside stream_to
 FULL_ONLY = ("inputs", "targets", "outputs", "samples")  # kept at full steps; no statistics of them
 THIN_AT = 2 / 3  # thinning rebuilds a column beside the old one: at 2/3 of the budget, the peak stays within it
-ROWS_WORTH_WARNING = 10_000  # an explicit policy whose budget holds fewer kept steps is told where it runs out
+# An explicit policy whose budget is full before this step is told so at its first kept step; one that fills later
+# is told when the log holds a quarter of it (a short run is not warned about a step it will never reach).
+STEPS_WORTH_WARNING = 10_000
 
 
 def default_memory_budget() -> int:
@@ -216,6 +218,7 @@ class Recorder:
         self.memory_budget = default_memory_budget() if memory_budget is None else int(memory_budget)
         self._every = self.policy.every           # full rows every k-th step; the default doubles it to fit
         self._held = 0                            # bytes of the full rows kept so far (the log's tensors)
+        self._next_check, self._told = 1, False   # an explicit policy: when to look at the budget, told yet
         self._notes: list[str] = []               # what the Recorder decided on its own, said once each
         self.rank = _world_rank()
         self.distributed = isinstance(model, nn.parallel.DistributedDataParallel)
@@ -893,19 +896,24 @@ class Recorder:
         """After each full row: the bytes the log holds against the budget. The default policy keeps the log
         within it (statistics of every step from then on, full rows twice as far apart each time it fills);
         an explicit policy is told once, at its first row, at which step the budget runs out."""
-        if not self.adaptive and self._row > 1:
-            return  # an explicit policy is told once, at its first row
+        if not self.adaptive:
+            if self._row != self._next_check:
+                return  # an explicit policy is looked at after kept rows 1, 2, 4, 8, ...: a few times in a run
+            self._next_check *= 2
         row = sum(v.numel() * v.element_size() for _, v, _ in items if isinstance(v, torch.Tensor))
         if self._params.width >= DIRECT_ROW_NUMBERS and self._stats is None:  # written straight into the log
             row += 3 * self._params.width * self._params.tensors[0].element_size()
         self._held = self._log.held_bytes  # what its columns have allocated, and what is staged for them
-        if self._row == 1 and not self.adaptive:
-            rows_fit = self.memory_budget // max(1, row)
-            if rows_fit < ROWS_WORTH_WARNING:
-                self._say(f"Recorder: each kept step holds {_size(row)}; at {self.policy.describe()} the memory "
-                          f"budget of {_size(self.memory_budget)} is full at step {rows_fit * self._every} — pass "
-                          f"policy=CapturePolicy.stats_and_every({max(2, self._every * 2)}) or larger k, or "
-                          "CapturePolicy.stats(), or a larger memory_budget=")
+        if not self.adaptive and not self._told:
+            full_at = self.memory_budget // max(1, row) * self._every
+            # (looked at when the kept rows double: a quarter full now is at most half full at the next look)
+            if self._row == 1 and full_at < STEPS_WORTH_WARNING or self._held > self.memory_budget / 4:
+                self._told = True
+                so_far = "" if self._row == 1 else f"by step {self._step} it holds {_size(self._held)}, and "
+                self._say(f"Recorder: each kept step holds {_size(row)}; at {self.policy.describe()} {so_far}the "
+                          f"memory budget of {_size(self.memory_budget)} is full at step {full_at} — pass "
+                          f"policy=CapturePolicy.stats_and_every({max(2, self._every * 2)}) or a larger k, or "
+                          "CapturePolicy.stats(), or raise memory_budget= (bytes)")
         if self.adaptive and self._held > self.memory_budget * THIN_AT:
             self._thin(row)
 

@@ -16,6 +16,7 @@ _HOMES = {
     "Standardizer": "nn_lesson.data", "load_students": "nn_lesson.data",
     "CapturePolicy": "nn_lesson.hooks", "Recorder": "nn_lesson.hooks", "SnapshotFileError": "nn_lesson.hooks",
     "SnapshotLog": "nn_lesson.hooks", "StudentNet": "nn_lesson.models", "make_mlp": "nn_lesson.models",
+    "ResidualCNN": "nn_lesson.models", "StreamedLog": "nn_lesson.hooks",
     "write_tensorboard": "nn_lesson.lesson.board.your_model",
     "TensorBoardRecorderCallback": "nn_lesson.lesson.board.lightning",   # imports Lightning: the extra
 }

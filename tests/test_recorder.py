@@ -326,6 +326,24 @@ def test_an_explicit_policy_that_cannot_fit_is_told_at_its_first_step(caplog):
     assert not caplog.records
 
 
+def test_an_explicit_policy_that_fills_late_is_told_when_a_quarter_is_held_not_at_its_first_step(monkeypatch, caplog):
+    """A run that will not reach the step where the budget fills is not warned at its first step; one that goes on
+    is told while three quarters are still free."""
+    from nn_lesson.hooks import CapturePolicy, columns, recorder
+    monkeypatch.setattr(columns, "CHUNK_BYTES", 1)        # every chunk one row: held bytes follow the rows kept
+    monkeypatch.setattr(recorder, "STEPS_WORTH_WARNING", 100)
+    row = 60_000                                          # about one step of this model
+    with caplog.at_level("WARNING", logger="nn_lesson"):
+        _steps({"policy": CapturePolicy.full(), "memory_budget": 160 * row}, steps=20)
+    assert not caplog.records                             # full near step 160: not said at step 0 of 20
+    with caplog.at_level("WARNING", logger="nn_lesson"):
+        rec, _, _ = _steps({"policy": CapturePolicy.full(), "memory_budget": 160 * row}, steps=100)
+    (line,) = [r.getMessage() for r in caplog.records]
+    held = int(line.split("by step ")[1].split()[0])
+    assert 40 <= held <= 80 and "is full at step" in line, line   # told between a quarter and half of the budget
+    assert rec.log.nbytes <= 160 * row and len(rec.log) == 100    # the policy honoured as asked
+
+
 def test_statistics_every_step_and_every_number_every_kth():
     from nn_lesson.hooks import CapturePolicy
     from nn_lesson.hooks.statistics import row_stats
