@@ -130,7 +130,9 @@ def test_health_numbers_are_the_runs_own(client, logs, row):
         assert b["grad_norm"] == pytest.approx(float(snap.grads[weight].double().norm()), rel=1e-9)
         if std(snap.before[weight]) == 0:       # BatchNorm's weight starts all ones: no ratio to a spread of 0
             assert b["ratio"] is None and b["bins"]["ratio"] is None
+            assert "all equal at this step" in b["ratio_note"]      # and the block says why, in words
             continue
+        assert b["ratio_note"] is None
         ratio = std(snap.after[weight].double() - snap.before[weight].double()) / std(snap.before[weight])
         assert b["ratio"] == pytest.approx(ratio, rel=1e-9)
         assert b["grad_norm"] == pytest.approx(float(snap.grads[weight].double().norm()), rel=1e-9)

@@ -37,6 +37,8 @@ SERIES_POINTS = 400       # at most this many steps in the ratio-over-steps seri
 DEAD_AT = 0.0             # a ReLU unit's output that is exactly this is dead
 SATURATED_AT = 0.97       # |tanh| above this (sigmoid within 0.03 of 0 or 1) is saturated, as in makemore part 3
 MEASURES = ("ratio", "grad_norm", "dead")
+# std(weight) is 0 when every weight is equal (a BatchNorm's scale starts at all ones): the ratio divides by it
+RATIO_UNDEFINED = "its weights are all equal at this step (std 0, as a BatchNorm's start at 1): no update ratio yet"
 
 
 def model_step(loaded: dict, row: int, root: Path, parts: tuple[str, ...], other: tuple | None = None,
@@ -258,7 +260,8 @@ def _block(m: dict, snap, stats_snap, scale: dict) -> dict:
     block = {"name": m["name"], "group": m["group"], "main": m["main"],
              "shape": main["shape"] if main else [], "params": params,
              "ratio": main["ratio"] if main else None, "grad_norm": main["grad_norm"] if main else None,
-             "source": main["source"] if main else None, "never_ran": never_ran_note(m)}
+             "source": main["source"] if main else None, "never_ran": never_ran_note(m),
+             "ratio_note": RATIO_UNDEFINED if main and main["ratio"] is None and main["weight_std"] == 0 else None}
     # the dead or saturated share belongs to an activation (ReLU, tanh, sigmoid: no parameters of its own);
     # a layer with weights (a linear head, a convolution) has an output of any sign, and none is asked of it
     block.update(_output(m["name"] if m["output"] else None, snap, stats_snap, share=not m["params"]))

@@ -256,7 +256,8 @@ function drawBlocks(step, id, aspect) {
       const rect = svg('rect', {x: x + 1, y, width: bw - 3, height: rowH, rx: 4, fill, stroke: '#475569', 'stroke-width': 1,
         class: 'block' + (blockName === view.selected ? ' picked' : '') + (b.never_ran ? ' never-ran' : ''),
         'data-name': blockName, 'data-bin': bin ?? ''});
-      rect.append(svg('title', {}, `${blockName}: ${MEASURES[view.measure].what} ${value(b, view.measure)}` + (b.never_ran ? `; ${b.never_ran}` : '')));
+      rect.append(svg('title', {}, `${blockName}: ${MEASURES[view.measure].what} ${value(b, view.measure)}` + (b.never_ran ? `; ${b.never_ran}` : '')
+        + (view.measure === 'ratio' && b.ratio_note ? `; ${b.ratio_note}` : '')));
       rect.addEventListener('click', () => { view.selected = blockName; redraw(); view.changed(); });
       root.append(rect);
       const short = shortOf(g, blockName);
@@ -342,6 +343,7 @@ function drawDetail(step) {
   const ran = b.never_ran ? 'never ran' : 'not recorded';
   const parts = [table];
   if (b.never_ran) parts.push(el('div', {id: 'mv-never-ran'}, b.never_ran));
+  if (b.ratio_note) parts.push(el('div', {id: 'mv-ratio-note', style: 'font-size: 13px; color: #64748b'}, b.ratio_note));
   parts.push(hists(b, ran, view.other ? view.names.run : null));
   if (view.other) {
     parts.push(other ? hists(other, other.never_ran ? 'never ran' : 'not recorded', view.names.compare)
