@@ -1,3 +1,4 @@
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,16 @@ def teaching_runs():
             record = err.record
         out[name] = (record, {p.title: p for p in lesson_pages(record)})
     return out
+
+
+@contextlib.contextmanager
+def chromium_page(width: int = 1280, height: int = 720):
+    """A page of Debian's headless chromium at width x height (playwright drives it), closed after the block."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' brings playwright")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=need_program("chromium"),
+                                     args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            yield chromium.new_context(viewport={"width": width, "height": height}).new_page()
+        finally:
+            chromium.close()

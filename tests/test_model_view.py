@@ -309,14 +309,9 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    from conftest import need_program
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' brings playwright")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=need_program("chromium"),
-                                     args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
-        context = chromium.new_context(viewport={"width": 1280, "height": 720})
-        yield context.new_page()
-        chromium.close()
+    from conftest import chromium_page
+    with chromium_page() as page:
+        yield page
 
 
 LAYOUT_JS = """(body, ids) => {
