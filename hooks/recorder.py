@@ -151,6 +151,18 @@ def _input_names(model: nn.Module) -> tuple[str, ...]:
     return tuple(first) + tuple(n for n in INPUT_NAMES if n not in first)
 
 
+def free_stream_folder(folder: Path) -> Path:
+    """`folder`, or folder-2, -3, ... when it already holds a streamed log (numbered like write_tensorboard's run
+    folders: a script run twice keeps both streams; rec.stream_to says which was used)."""
+    n, candidate = 1, folder
+    while StreamedLog.holds_stream(candidate):
+        n += 1
+        candidate = folder.with_name(f"{folder.name}-{n}")
+    if candidate != folder:
+        logging.getLogger("nn_lesson").info(f"Recorder: {folder} already holds a streamed log; streaming to {candidate}")
+    return candidate
+
+
 def _world_rank() -> int:
     dist = torch.distributed
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
@@ -224,7 +236,7 @@ class Recorder:
         self.distributed = isinstance(model, nn.parallel.DistributedDataParallel)
         self._params = SteppedParams(model, loss_fn, optimizer)
         self._layers_of = recorded_layers(model)
-        self.stream_to = Path(stream_to) if stream_to is not None else None
+        self.stream_to = free_stream_folder(Path(stream_to)) if stream_to is not None else None
         self._log = self._new_log(list(self._params.slots), [name for name, _ in self._layers_of],
                                   self.policy.bins if self.policy.stats_only else 0, "")
         self._layers = set(self._log.layers)
@@ -397,7 +409,10 @@ class Recorder:
             missing = self._params.not_recorded(self.optimizer)
             if missing:
                 not_seen.append("parameters the optimizer holds that the log lacks: " + ", ".join(missing))
-            if self._log.steps and not self._log.has("loss"):
+            unwritten = getattr(self._log, "unwritten", None)
+            if unwritten is not None:  # a streamed log whose folder cannot be written: said, never raised here
+                not_seen.append(f"{unwritten}; they are still in memory")
+            elif self._log.steps and not self._log.has("loss"):
                 not_seen.append("the loss (no nn.Module loss_fn and no Tensor.backward() call seen)")
         changed = self._changed + Counter(self._log.changed)
         if changed:
@@ -407,13 +422,13 @@ class Recorder:
         never_ran = tuple(n for n, _ in self._layers_of if n not in self._calls)
         return Report(self._step, self._log.steps, self._every,
                       dict(self._calls), never_ran,
-                      dict(self._skipped), tuple(not_seen), tuple(self._notes),
+                      {why: n for why, n in self._skipped.items() if n}, tuple(not_seen), tuple(self._notes),
                       self._stats.steps if self._stats is not None else 0, self._used_by_parent(never_ran))
 
     def _used_by_parent(self, never_ran: tuple[str, ...]) -> tuple[str, ...]:
         """Modules never called whose own parameters got a gradient at the last recorded step: their parent's
         forward used the weights directly (MultiheadAttention's out_proj)."""
-        if not never_ran or not self._started:
+        if not never_ran or not self._started or getattr(self._log, "unwritten", None) is not None:
             return ()
         log = self._stats if self._stats is not None else self._log
         if not log.steps:
@@ -729,7 +744,8 @@ class Recorder:
             return None
         pending = self._earlier + ([self._fwd] if self._fwd is not None else [])
         if not any(self._trained(fwd) for fwd in pending):  # the closure's forward and backward are the step's
-            self._skipped[UNTRAINED] += len(pending)
+            if pending:  # (a Counter keeps a key added with 0: the report would say "0 forwards skipped")
+                self._skipped[UNTRAINED] += len(pending)
             self._earlier, self._fwd = [], None
         # else a backward ran before the step (Lightning's manual optimization passes a closure that does
         # nothing): that forward stays the step's unless the closure clears the gradients and starts anew

@@ -195,12 +195,21 @@ class StreamedLog(SnapshotLog):
         self.read_only = _reading
         if _reading:
             return
-        if self.folder.exists() and (not self.folder.is_dir() or any(SEGMENT.fullmatch(p.name)
-                                                                    for p in self.folder.iterdir())):
-            raise FileExistsError(f"{self.folder}: already holds a streamed log (or is not a folder); stream to a "
-                                  "new folder, or open this one with SnapshotLog.load")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise FileExistsError(f"{self.folder}: is a file, not a folder; stream_to= takes a folder (a new one, or "
+                                  "an empty one)")
+        if self.holds_stream(self.folder):
+            raise FileExistsError(f"{self.folder}: already holds a streamed log; stream to a new folder, or read this "
+                                  "one with SnapshotLog.load")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OSError(err.errno, f"{self.folder}: cannot make the stream folder ({err.strerror})") from None
         self._write_segment()  # segment 0: the parameters and layers, before any row
+
+    @staticmethod
+    def holds_stream(folder: Path) -> bool:
+        return folder.is_dir() and any(SEGMENT.fullmatch(p.name) for p in folder.iterdir())
 
     # ---- writing ----
     @property
@@ -245,7 +254,8 @@ class StreamedLog(SnapshotLog):
                 logging.getLogger("nn_lesson").warning(
                     f"StreamedLog: cannot write to {self.folder} ({err.strerror or err}); steps {self._base}.. stay "
                     "in memory and are written with the next flush that can")
-            self.unwritten = f"{self.folder}: steps {self._base}..{self.steps - 1} could not be written ({err})"
+            self.unwritten = (f"{self.folder}: steps {self._base}..{self.steps - 1} could not be written "
+                              f"({err.strerror or err})")
             return
         self.unwritten = None
         self._next += 1
@@ -300,19 +310,28 @@ class StreamedLog(SnapshotLog):
             raise SnapshotFileError(f"{folder}: not a streamed log (no segment-*.npz files in it)")
         log: StreamedLog | None = None
         for seq, path in names:
-            if log is None:
-                header = index_snapshot_file(path)[0]
-                log = cls(folder, [ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
-                          header["layers"], header.get("stat_bins", 0), _reading=True)
-            log._add_segment(path)
-            seg = log._segments[-1]
-            params = seg.params
-            if [p["name"] for p in params[: len(log.params)]] != log.param_names[: len(params)]:
-                raise SnapshotFileError(f"{path}: its parameters are not those of the segments before it")
-            if len(params) > len(log.params):
-                log.params += [ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in params[len(log.params):]]
+            try:
+                log = cls._with_segment(log, folder, path)
+            except SnapshotFileError as err:
+                raise SnapshotFileError(f"{err}; the stream's other segments read once this one is moved out of "
+                                        f"{folder}") from None
             log._next = seq + 1
         log.steps = log._base
+        return log
+
+    @classmethod
+    def _with_segment(cls, log: "StreamedLog | None", folder: Path, path: Path) -> "StreamedLog":
+        """`log` with the segment at `path` added after its others (a new reading log for the first one)."""
+        if log is None:
+            header = index_snapshot_file(path)[0]
+            log = cls(folder, [ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
+                      header["layers"], header.get("stat_bins", 0), _reading=True)
+        log._add_segment(path)
+        params = log._segments[-1].params
+        if [p["name"] for p in params[: len(log.params)]] != log.param_names[: len(params)]:
+            raise SnapshotFileError(f"{path}: its parameters are not those of the segments before it")
+        if len(params) > len(log.params):
+            log.params += [ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in params[len(log.params):]]
         return log
 
     @classmethod
@@ -339,7 +358,8 @@ class StreamedLog(SnapshotLog):
     def columns(self) -> dict[str, StreamedColumn]:
         self.flush()
         if self.unwritten is not None:
-            raise SnapshotFileError(f"{self.unwritten}; they are still in memory: make room, then read rec.log again")
+            raise SnapshotFileError(f"{self.unwritten}; they are still in memory: make room (or put the folder "
+                                    "back), then read rec.log again")
         key = (len(self._segments), self._disk_bytes)
         if self._columns_of[0] != key:
             names = dict.fromkeys(n for seg in self._segments if seg.steps for n in seg.layout)
@@ -395,4 +415,7 @@ class StreamedLog(SnapshotLog):
         return rows[column.name]
 
     def __repr__(self) -> str:
-        return f"{super().__repr__()[:-1]}; streamed to {self.folder}, {len(self._segments)} segments)"
+        if len(self._segments) == 1 and self._segments[0].file is not None:
+            return f"{super().__repr__()[:-1]}; read lazily from {self._segments[0].path})"
+        n = len(self._segments)
+        return f"{super().__repr__()[:-1]}; streamed to {self.folder}, {n} segment{'s' * (n != 1)})"

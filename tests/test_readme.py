@@ -72,6 +72,6 @@ def test_your_own_model_examples_run(tmp_path, monkeypatch):
 def test_streaming_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(containing("# streaming the log to disk"), {})
-    assert capsys.readouterr().out.startswith("200 steps; loss at step 120:")
+    assert capsys.readouterr().out.startswith("200 rows; loss at step 120 is")
     assert len(list((tmp_path / "runs" / "my-stream").glob("segment-*.npz"))) > 2
     assert (tmp_path / "runs" / "my-run" / "snapshots.npz").is_file()

@@ -501,3 +501,24 @@ def test_the_report_says_why_multihead_attentions_out_proj_never_ran(policy):
     assert report.used_by_parent == attention
     assert "their parent's forward uses the weights directly" in report.line()
     assert "nn.MultiheadAttention does this with out_proj" in str(report)
+
+
+def test_a_closure_optimizer_reports_no_skipped_forwards():
+    """LBFGS (and Lightning's automatic optimization) run forward and backward inside the step's closure: nothing is
+    skipped, and the report does not say '0 forwards skipped'."""
+    torch.manual_seed(0)
+    model, loss_fn = nn.Linear(3, 2), nn.MSELoss()
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=1)   # one evaluation a step
+    x, y = torch.randn(8, 3), torch.randn(8, 2)
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        return loss
+
+    with Recorder(model, opt, loss_fn) as rec:
+        for _ in range(3):
+            opt.step(closure)
+    report = rec.report()
+    assert report.skipped == {} and "skipped" not in report.line() and len(rec.log) == 3

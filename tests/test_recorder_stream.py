@@ -202,23 +202,33 @@ def test_a_streamed_log_still_unwritten_is_refused_in_one_line_when_read(tmp_pat
     with pytest.raises(SnapshotFileError, match=r"steps \d+\.\.59 could not be written") as err:
         len(rec.log.values("loss"))
     assert "\n" not in str(err.value)
+    assert "could not be written" in rec.report().line()      # the report says so; it never raises
     folder.unlink()
     shutil.move(tmp_path / "moved", folder)
     assert len(rec.log.values("loss")) == 60  # room made: the rows in memory go to disk, and read
 
 
-def test_stream_to_refuses_a_folder_that_holds_a_streamed_log(tmp_path):
-    train(40, stream_to=tmp_path / "s")
-    with pytest.raises(FileExistsError, match="already holds a streamed log"):
-        train(1, stream_to=tmp_path / "s")
-    assert len(SnapshotLog.load(tmp_path / "s")) == 40  # the first run's rows untouched
+def test_a_taken_stream_folder_is_numbered_like_run_folders(tmp_path):
+    first = train(40, stream_to=tmp_path / "s")
+    second = train(10, stream_to=tmp_path / "s")          # a script run twice keeps both streams
+    assert first.stream_to == tmp_path / "s" and second.stream_to == tmp_path / "s-2"
+    assert len(SnapshotLog.load(tmp_path / "s")) == 40 and len(SnapshotLog.load(tmp_path / "s-2")) == 10
+    with pytest.raises(FileExistsError, match="already holds a streamed log"):   # the log itself never writes into one
+        StreamedLog(tmp_path / "s")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file, not a folder") as err:
+        train(1, stream_to=tmp_path / "afile")
+    with pytest.raises(OSError, match="cannot make the stream folder") as err:
+        train(1, stream_to=tmp_path / "afile" / "sub")
+    assert "\n" not in str(err.value)
 
 
 def test_a_damaged_segment_is_refused_in_one_line(tmp_path):
     train(100, stream_to=tmp_path / "s", policy=CapturePolicy.full())
     segment = sorted((tmp_path / "s").glob("segment-*.npz"))[2]
     segment.write_bytes(segment.read_bytes()[:500])
-    with pytest.raises(SnapshotFileError, match=f"{segment.name}: truncated or corrupt") as err:
+    with pytest.raises(SnapshotFileError, match=f"{segment.name}: truncated or corrupt.*other segments read once "
+                                                "this one is moved out") as err:
         SnapshotLog.load(tmp_path / "s")
     assert "\n" not in str(err.value)
     with pytest.raises(SnapshotFileError, match="not a streamed log"):
