@@ -310,7 +310,7 @@ function drawLegend(step) {
   }
   const line = 'font-size: 13px; color: #475569; white-space: nowrap; overflow: hidden; text-overflow: ellipsis';
   const legend = scale.label + (view.measure === 'ratio' ? '; red: 1e-3, a healthy update' : '');
-  const folded = `a folded row ▸: its worst block, ${step.worst_rule[view.measure]}; dashed: never ran`;
+  const folded = `a folded row ▸: its worst block, ${step.worst_rule[view.measure]}; a dashed outline: never ran`;
   document.getElementById('mv-legend').replaceChildren(root,
     el('div', {id: 'mv-legend-text', style: line, title: legend}, legend),
     el('div', {id: 'mv-legend-fold', style: line, title: folded}, folded));
@@ -320,7 +320,7 @@ function drawLegend(step) {
 function numbers(b) {
   if (!b) return ['–', '–', '–', '–', '–'];
   return [
-    num(b.ratio) + (b.main ? ` (${b.main.split('.').pop()})` : ''),
+    b.ratio === null && b.ratio_note ? '– (weights all equal)' : num(b.ratio) + (b.main ? ` (${b.main.split('.').pop()})` : ''),
     num(b.grad_norm),
     num((b.params.find((p) => p.name === b.main) || {}).grad_data ?? null),
     b.dead === null ? '–' : `${pct(b.dead)} ${b.dead_kind}`,
@@ -338,12 +338,12 @@ function drawDetail(step) {
   const labels = ['update-to-weight ratio', 'gradient norm', 'grad:data ratio', 'dead / saturated share', 'numbers from'];
   const mine = numbers(b), theirs = numbers(other);
   const head = view.other ? [el('tr', {}, [el('th', {}, ''), el('th', {}, view.names.run || ''), el('th', {}, view.names.compare || '')])] : [];
-  const table = el('table', {id: 'mv-numbers'}, [...head, ...labels.map((k, i) => el('tr', {}, [el('td', {}, k), el('td', {}, mine[i]),
-    ...(view.other ? [el('td', {class: 'compare'}, theirs[i])] : [])]))]);
+  const why = (x, i) => (i === 0 && x && x.ratio_note ? {title: x.ratio_note} : {});  // the ratio cell says why it has none
+  const table = el('table', {id: 'mv-numbers'}, [...head, ...labels.map((k, i) => el('tr', {}, [el('td', {}, k), el('td', why(b, i), mine[i]),
+    ...(view.other ? [el('td', {class: 'compare', ...why(other, i)}, theirs[i])] : [])]))]);
   const ran = b.never_ran ? 'never ran' : 'not recorded';
   const parts = [table];
   if (b.never_ran) parts.push(el('div', {id: 'mv-never-ran'}, b.never_ran));
-  if (b.ratio_note) parts.push(el('div', {id: 'mv-ratio-note', style: 'font-size: 13px; color: #64748b'}, b.ratio_note));
   parts.push(hists(b, ran, view.other ? view.names.run : null));
   if (view.other) {
     parts.push(other ? hists(other, other.never_ran ? 'never ran' : 'not recorded', view.names.compare)
