@@ -334,13 +334,13 @@ async function listRuns() {
   compareChoices();
 }
 
-// vs offers the runs of the run on screen's kind: lesson runs beside a lesson run, your own model's runs beside one
-// (a bridge run has nothing to compare with).
+// vs offers the other runs of the run on screen's kind: lesson runs beside a lesson run, your own model's runs beside
+// one (a bridge run has nothing to compare with), never the run itself.
 function compareChoices() {
   const kind = state.info ? state.info.kind : 'lesson';
   const compareSelect = document.getElementById('compare');
   const keepCompare = compareSelect.value;
-  const same = (r) => (state.details[r] ? state.details[r].kind : 'lesson') === kind && kind !== 'bridge';
+  const same = (r) => r !== state.run && (state.details[r] ? state.details[r].kind : 'lesson') === kind && kind !== 'bridge';
   compareSelect.replaceChildren(el('option', {value: ''}, 'nothing'),
     ...state.runs.filter(same).map((r) => el('option', {value: r}, r)));
   compareSelect.value = state.runs.filter(same).includes(keepCompare) ? keepCompare : '';
