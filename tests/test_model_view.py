@@ -537,3 +537,18 @@ def test_vs_two_model_runs_on_one_scale_steps_plays_and_the_address_keeps_the_vi
     frame.locator('#mv-blocks-svg-compare[data-step="0"]').wait_for(timeout=WAIT)
     # the other model runs, never the run on screen itself
     assert frame.locator("#compare option").all_text_contents() == ["nothing", "resnet-every-4", "resnet-hot"]
+
+
+@pytest.mark.browser
+def test_switching_model_runs_keeps_the_training_step_not_the_row(page, server):
+    """resnet keeps every 3rd step (0, 3, 6, 9), resnet-every-4 every 4th (0, 4, 8): from step 9 (row 3) the switch
+    opens step 8 (its row 2), the last it kept at or before 9, not row 3 (which it does not have)."""
+    url, _, _ = server
+    page.goto("about:blank")                     # a fresh load: the page may be on this address already
+    page.goto(url + "#lesson&run=resnet&step=3")
+    frame = page.frame_locator("iframe")
+    wait_blocks(frame, 9)
+    frame.locator("#run").select_option("resnet-every-4")
+    wait_blocks(frame, 8)
+    frame.locator("#run").select_option("resnet")
+    wait_blocks(frame, 6)

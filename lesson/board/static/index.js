@@ -261,7 +261,7 @@ export async function render() {
   document.getElementById('nr-train').addEventListener('click', newRun);
   runSelect.addEventListener('change', () => runSelect.value &&
     openRun(runSelect.value, {row: state.row, mode: state.mode, page: state.stop + 1,
-      view: state.viewChosen ? state.view : undefined}));
+      view: state.viewChosen ? state.view : undefined, atStep: stepOfRow(state.info, state.row)}));
   compareSelect.addEventListener('change', () => openCompare(compareSelect.value || null));
   // Keys: taken before any control sees them (capture), so ←/→ and PageUp/PageDown (a presenter's clicker) move
   // the step even while a menu or the slider has the focus, and never change a menu's value; space plays.
@@ -346,6 +346,17 @@ function compareChoices() {
   compareSelect.value = state.runs.filter(same).includes(keepCompare) ? keepCompare : '';
 }
 
+function stepOfRow(info, row) {
+  return info && Array.isArray(info.step) && row >= 0 && row < info.step.length ? info.step[row] : undefined;
+}
+
+function rowAtStep(info, step) {
+  if (!Number.isInteger(step) || !Array.isArray(info.step) || !info.step.length) return null;
+  let row = 0;
+  info.step.forEach((s, i) => { if (s <= step) row = i; });
+  return row;
+}
+
 async function openRun(run, wanted = {}) {
   const message = document.getElementById('message');
   message.textContent = 'loading ' + run + '…';
@@ -371,7 +382,10 @@ async function openRun(run, wanted = {}) {
   document.getElementById('run').title = `the run on screen: ${run}`;
   if (wanted.view && VIEWS[wanted.view]) { state.view = wanted.view; state.viewChosen = true; }
   else { state.viewChosen = false; }
-  const row = Number.isInteger(wanted.row) && wanted.row >= 0 && wanted.row < info.steps ? wanted.row : 0;
+  // a run switched to opens at the training step on screen (its last kept step at or before it), not the row number:
+  // two runs may keep different steps
+  const near = rowAtStep(info, wanted.atStep);
+  const row = near !== null ? near : Number.isInteger(wanted.row) && wanted.row >= 0 && wanted.row < info.steps ? wanted.row : 0;
   if (wanted.mode === 'story' && info.kind === 'lesson') {
     const stop = Number.isInteger(wanted.page) && wanted.page >= 1 ? wanted.page - 1 : 0;
     setMode('story', stop, state.viewChosen);
