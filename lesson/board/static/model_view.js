@@ -336,10 +336,16 @@ function drawDetail(step) {
   title.textContent = `${b.name} at step ${step.step}`;
   const other = view.other ? view.other.blocks.find((x) => x.name === b.name) || null : null;
   const labels = ['update-to-weight ratio', 'gradient norm', 'grad:data ratio', 'dead / saturated share', 'numbers from'];
+  const meaning = [  // what each number is, on hover: one measure has three names in the literature
+    'std(update) / std(weight before the step): the "update ratio" of the blocks and the "update:data ratio" of the chart',
+    'the L2 norm of the weight\'s gradient at this step',
+    'std(gradient) / std(weight): how large the gradient is beside the weight it changes (makemore part 3)',
+    'the share of outputs exactly 0 (ReLU) or beyond ±0.97 (tanh, sigmoid near 0 or 1)',
+    'every number of this step, or the statistics the Recorder kept of every step'];
   const mine = numbers(b), theirs = numbers(other);
   const head = view.other ? [el('tr', {}, [el('th', {}, ''), el('th', {}, view.names.run || ''), el('th', {}, view.names.compare || '')])] : [];
   const why = (x, i) => (i === 0 && x && x.ratio_note ? {title: x.ratio_note} : {});  // the ratio cell says why it has none
-  const table = el('table', {id: 'mv-numbers'}, [...head, ...labels.map((k, i) => el('tr', {}, [el('td', {}, k), el('td', why(b, i), mine[i]),
+  const table = el('table', {id: 'mv-numbers'}, [...head, ...labels.map((k, i) => el('tr', {}, [el('td', {title: meaning[i]}, k), el('td', why(b, i), mine[i]),
     ...(view.other ? [el('td', {class: 'compare', ...why(other, i)}, theirs[i])] : [])]))]);
   const ran = b.never_ran ? 'never ran' : 'not recorded';
   const parts = [table];
