@@ -237,6 +237,7 @@ class Recorder:
         self._params = SteppedParams(model, loss_fn, optimizer)
         self._layers_of = recorded_layers(model)
         self.stream_to = free_stream_folder(Path(stream_to)) if stream_to is not None else None
+        self._layer_types = {name: type(m).__name__ for name, m in self._layers_of}
         self._log = self._new_log(list(self._params.slots), [name for name, _ in self._layers_of],
                                   self.policy.bins if self.policy.stats_only else 0, "")
         self._layers = set(self._log.layers)
@@ -300,8 +301,8 @@ class Recorder:
 
     def _new_log(self, params: list, layers: list[str], bins: int, subfolder: str) -> SnapshotLog:
         if self.stream_to is None:
-            return SnapshotLog(params, layers, bins)
-        return StreamedLog(self.stream_to / subfolder, params, layers, bins)
+            return SnapshotLog(params, layers, bins, layer_types=self._layer_types)
+        return StreamedLog(self.stream_to / subfolder, params, layers, bins, layer_types=self._layer_types)
 
     def _start_stats(self) -> None:
         self._stats = self._new_log(list(self._log.params), list(self._log.layers), self.policy.bins, STATS_FOLDER)

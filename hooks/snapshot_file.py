@@ -273,6 +273,10 @@ def _check_layout(path: Path, header: dict[str, Any], members: dict) -> None:
         if p["offset"] != width:
             raise bad(f"puts parameter {p['name']!r} at offset {p['offset']}, expected {width}")
         width += math.prod(p["shape"])
+    types = header.get("layer_types", {})
+    if not isinstance(types, dict) or not all(isinstance(k, str) and isinstance(v, str) and len(v) <= 200
+                                              for k, v in types.items()):
+        raise bad("'layer_types' must map layer names to class names")
     if not isinstance(header.get("stat_bins", 0), int) or header.get("stat_bins", 0) < 0:
         raise bad("'stat_bins' must be a whole number >= 0")
     absent = header.get("absent", {})

@@ -88,8 +88,10 @@ class SnapshotLog:
     the run record (nn_lesson.lesson.run.record) that holds this log."""
 
     def __init__(self, params: list[ParamSlot] | None = None, layers: list[str] | None = None, stat_bins: int = 0,
-                 row_shapes: bool = True):
+                 row_shapes: bool = True, layer_types: dict[str, str] | None = None):
         self.params = list(params or [])
+        # each recorded layer's class name (a Sequential's "0", "1" say nothing of what they are: Conv2d, ReLU)
+        self.layer_types = dict(layer_types or {})
         # True: each row is whole unless a "shape:<column>" says otherwise. False (files before version 3):
         # batch fields are cut to the row's batch_size along their first dimension.
         self.row_shapes = row_shapes
@@ -465,6 +467,7 @@ class SnapshotLog:
             "steps": self.steps,
             "params": [{"name": p.name, "shape": list(p.shape), "offset": p.offset} for p in self.params],
             "layers": self.layers,
+            **({"layer_types": self.layer_types} if self.layer_types else {}),
             "stat_names": list(STAT_NAMES) if self.stat_bins else [],
             "stat_bins": self.stat_bins,
             "row_shapes": self.row_shapes,
@@ -503,7 +506,8 @@ class SnapshotLog:
     @classmethod
     def from_file_contents(cls, header: dict[str, Any], arrays: dict[str, Any]) -> "SnapshotLog":
         log = cls([ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
-                  header["layers"], header.get("stat_bins", 0), header.get("row_shapes", False))
+                  header["layers"], header.get("stat_bins", 0), header.get("row_shapes", False),
+                  header.get("layer_types"))
         log.steps = header["steps"]
         absent = header.get("absent", {})
         log.columns = {name: Column.from_values(torch.from_numpy(a), name, absent.get(name))

@@ -177,8 +177,8 @@ class StreamedLog(SnapshotLog):
     """A SnapshotLog whose committed rows live in segment files under `folder` (see the module's docstring)."""
 
     def __init__(self, folder: str | Path, params: list[ParamSlot] | None = None, layers: list[str] | None = None,
-                 stat_bins: int = 0, *, _reading: bool = False):
-        super().__init__(params, layers, stat_bins)
+                 stat_bins: int = 0, *, layer_types: dict[str, str] | None = None, _reading: bool = False):
+        super().__init__(params, layers, stat_bins, layer_types=layer_types)
         self.folder = Path(folder)
         self._segments: list[_Segment] = []
         self._cache: tuple[_Segment | None, dict[str, torch.Tensor | None]] = (None, {})
@@ -189,7 +189,7 @@ class StreamedLog(SnapshotLog):
         self._columns_of: tuple[tuple[int, int] | None, dict[str, StreamedColumn]] = (None, {})
         self.unwritten: str | None = None  # why the rows in memory are not on disk yet, if a write failed
         # this step's rows in memory, as an ordinary log numbered from the segment's first row
-        self._memory = SnapshotLog(self.params, self.layers, stat_bins)
+        self._memory = SnapshotLog(self.params, self.layers, stat_bins, layer_types=self.layer_types)
         self._memory.changed = self.changed
         self._memory._work = self._work
         self.read_only = _reading
@@ -325,7 +325,8 @@ class StreamedLog(SnapshotLog):
         if log is None:
             header = index_snapshot_file(path)[0]
             log = cls(folder, [ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
-                      header["layers"], header.get("stat_bins", 0), _reading=True)
+                      header["layers"], header.get("stat_bins", 0),
+                      layer_types=header.get("layer_types"), _reading=True)
         log._add_segment(path)
         params = log._segments[-1].params
         if [p["name"] for p in params[: len(log.params)]] != log.param_names[: len(params)]:
@@ -341,7 +342,8 @@ class StreamedLog(SnapshotLog):
         path = Path(path)
         header = index_snapshot_file(path)[0]
         log = cls(path.parent, [ParamSlot(p["name"], tuple(p["shape"]), p["offset"]) for p in header["params"]],
-                  header["layers"], header.get("stat_bins", 0), _reading=True)
+                  header["layers"], header.get("stat_bins", 0),
+                      layer_types=header.get("layer_types"), _reading=True)
         log.row_shapes = header.get("row_shapes", False)
         log._segments.append(_Segment(path, 0, log._shared, keep_open=True))
         log.steps = log._base

@@ -114,6 +114,8 @@ def test_blocks_in_the_models_order_grouped_by_parent(client, logs):
     assert [b["name"] for b in view["blocks"]] == logs["full"].layers
     assert view["groups"][1]["blocks"] == [f"layers.0.{m}" for m in ("conv1", "bn1", "relu1", "conv2", "bn2", "relu2")]
     assert view["statistics"] == "statistics.npz" and view["rule"] == 1e-3
+    types = {b["name"]: b["type"] for b in view["blocks"]}           # each layer's class, as the Recorder saw it
+    assert (types["stem.0"], types["stem.1"], types["layers.0.relu1"]) == ("Conv2d", "BatchNorm2d", "ReLU")
 
 
 @pytest.mark.parametrize("row", [0, 2, 3])
@@ -392,6 +394,8 @@ def test_the_model_view_of_a_resnet_fits_1280x720_and_shows_no_lesson_panel(page
     assert frame.locator("#mv-rule").count() == 1 and frame.locator("#mv-series-svg path").count() == 8
     problems = frame.locator("body").evaluate(LAYOUT_JS, list(MODEL_PANELS))
     assert problems == [], problems
+    labels = frame.locator("#mv-blocks-svg text").all_text_contents()
+    assert labels[labels.index("▾ stem") + 1:][:3] == ["Conv2d", "BatchNorm2d", "ReLU"], labels  # not "0", "1", "2"
 
     # a block's colour is the palette's colour of the ratio's bin at this step, computed here from the log
     snap = log[0]

@@ -204,6 +204,7 @@ def modules_of(log, stats=None) -> list[dict]:
             source is not None and (source.has(f"act:{m['name']}") or source.has(f"stats:act:{m['name']}"))
             for source in (log, stats))
         m["weights_used"] = not m["ran"] and bool(m["main"]) and _got_gradient(log, stats, m["main"])   # asked rarely
+        m["type"] = getattr(log, "layer_types", {}).get(m["name"].split("#")[0])   # Conv2d, ReLU (None: not kept)
         m["name"] = m["name"] or "(model)"
     return order
 
@@ -260,7 +261,7 @@ def _block(m: dict, snap, stats_snap, scale: dict) -> dict:
     block = {"name": m["name"], "group": m["group"], "main": m["main"],
              "shape": main["shape"] if main else [], "params": params,
              "ratio": main["ratio"] if main else None, "grad_norm": main["grad_norm"] if main else None,
-             "source": main["source"] if main else None, "never_ran": never_ran_note(m),
+             "source": main["source"] if main else None, "never_ran": never_ran_note(m), "type": m["type"],
              "ratio_note": RATIO_UNDEFINED if main and main["ratio"] is None and main["weight_std"] == 0 else None}
     # the dead or saturated share belongs to an activation (ReLU, tanh, sigmoid: no parameters of its own);
     # a layer with weights (a linear head, a convolution) has an output of any sign, and none is asked of it

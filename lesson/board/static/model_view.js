@@ -256,11 +256,12 @@ function drawBlocks(step, id, aspect) {
       const rect = svg('rect', {x: x + 1, y, width: bw - 3, height: rowH, rx: 4, fill, stroke: '#475569', 'stroke-width': 1,
         class: 'block' + (blockName === view.selected ? ' picked' : '') + (b.never_ran ? ' never-ran' : ''),
         'data-name': blockName, 'data-bin': bin ?? ''});
-      rect.append(svg('title', {}, `${blockName}: ${MEASURES[view.measure].what} ${value(b, view.measure)}` + (b.never_ran ? `; ${b.never_ran}` : '')
+      rect.append(svg('title', {}, `${blockName}${b.type ? ` (${b.type})` : ''}: ${MEASURES[view.measure].what} ${value(b, view.measure)}` + (b.never_ran ? `; ${b.never_ran}` : '')
         + (view.measure === 'ratio' && b.ratio_note ? `; ${b.ratio_note}` : '')));
       rect.addEventListener('click', () => { view.selected = blockName; redraw(); view.changed(); });
       root.append(rect);
-      const short = shortOf(g, blockName);
+      // a Sequential's children are numbers: the block says what it is instead (Conv2d, BatchNorm2d; the number on hover)
+      const short = /^\d+(#\d+)?$/.test(shortOf(g, blockName)) && b.type ? b.type : shortOf(g, blockName);
       const dark = bin !== null && bin !== undefined && bin >= 4;
       root.append(svg('text', {x: x + bw / 2 - 0.5, y: y + rowH / 2 + 4, 'font-size': font, 'text-anchor': 'middle',
         fill: dark ? 'white' : '#1e293b', 'pointer-events': 'none'}, fit(short, (bw - 8) / charW)));
@@ -334,6 +335,7 @@ function drawDetail(step) {
   const detail = document.getElementById('mv-detail');
   if (!b) { title.textContent = 'click a block'; detail.replaceChildren(); return; }
   title.textContent = `${b.name} at step ${step.step}`;
+  title.title = b.type ? `${b.name} is a ${b.type}` : '';
   const other = view.other ? view.other.blocks.find((x) => x.name === b.name) || null : null;
   const labels = ['update-to-weight ratio', 'gradient norm', 'grad:data ratio', 'dead / saturated share', 'numbers from'];
   const meaning = [  // what each number is, on hover: one measure has three names in the literature
