@@ -10,7 +10,7 @@ and registered through the `tensorboard_plugins` entry point in pyproject.toml.
 Routes (under /data/plugin/lesson/), all JSON except index.js:
   /index.js                 the front end
   /runs                     run folders under the logdir that hold a snapshots.npz, each with its kind and
-                            time, and the run the tab opens on (the newest lesson run)
+                            time, and the run the tab opens on (the newest lesson run, else the first by name)
   /run?run=R                the run: settings, every step's loss, the pages, the story's stops
   /step?run=R&step=N        row N (0-based, every step): weights before/gradient/-lr*gradient/after, the
                             students with their confidences and losses, the node values
