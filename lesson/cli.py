@@ -194,7 +194,8 @@ def serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nn-lesson serve",
         description="TensorBoard on 127.0.0.1 for the runs already in the log directory, training nothing: the "
-                    "printed address opens on the Lesson tab (its newest lesson run; with none, the first run by name). Ctrl-C stops it.")
+                    "printed address opens on the Lesson tab (its newest lesson run; with none, the first run by "
+                    "name). Ctrl-C stops it.")
     p.add_argument("--logdir", type=Path, default=Path("runs"), help="the run folders to show (default: runs)")
     p.add_argument("--port", type=port, help="port (default: a free one)")
     return p
