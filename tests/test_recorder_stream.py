@@ -109,7 +109,7 @@ def test_a_streamed_log_reads_back_row_by_row_equal_to_the_in_memory_log(tmp_pat
 def test_write_tensorboard_from_a_streamed_log_writes_the_same_run(tmp_path):
     policy = CapturePolicy.stats_and_every(5)
     memory = train(60, policy=policy)
-    streamed = train(60, stream_to=tmp_path / "s", policy=policy)
+    train(60, stream_to=tmp_path / "s", policy=policy)
     a = write_tensorboard(memory.log, tmp_path / "runs" / "a", stats=memory.stats_log)
     b = write_tensorboard(SnapshotLog.load(tmp_path / "s"), tmp_path / "runs" / "b",
                           stats=SnapshotLog.load(tmp_path / "s" / "statistics"))

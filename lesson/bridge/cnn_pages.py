@@ -326,8 +326,8 @@ def health_page(run: BridgeRun) -> tuple[str, str]:
     shares = dead_shares(run, row) if row is not None else {}
     dead = [[f"`{k}`", pct(v, 0)] for k, v in shares.items()]
     return title, (
-        f"Open this run in the Lesson tab: it is drawn as the model view, one block per layer, coloured by the "
-        f"update ratio (std of the update / std of the weight; about 1e-3 is healthy). What this run's numbers say:"
+        "Open this run in the Lesson tab: it is drawn as the model view, one block per layer, coloured by the "
+        "update ratio (std of the update / std of the weight; about 1e-3 is healthy). What this run's numbers say:"
         "\n\n" + "\n\n".join(said) + "\n\nThe update ratio of each layer with weights:\n\n"
         + table(["layer", "largest in epoch 1", "median in the last epoch"], rows)
         + (f"\n\nShare of each ReLU's outputs that are 0 at step {int(run.log.step[row])}:\n\n"
