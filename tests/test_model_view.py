@@ -114,6 +114,7 @@ def test_blocks_in_the_models_order_grouped_by_parent(client, logs):
     assert [b["name"] for b in view["blocks"]] == logs["full"].layers
     assert view["groups"][1]["blocks"] == [f"layers.0.{m}" for m in ("conv1", "bn1", "relu1", "conv2", "bn2", "relu2")]
     assert view["statistics"] == "statistics.npz" and view["rule"] == 1e-3
+    assert (view["rows"], view["statistics_steps"]) == (len(logs["full"]), STEPS)   # every number only every K-th
     types = {b["name"]: b["type"] for b in view["blocks"]}           # each layer's class, as the Recorder saw it
     assert (types["stem.0"], types["stem.1"], types["layers.0.relu1"]) == ("Conv2d", "BatchNorm2d", "ReLU")
 
@@ -394,6 +395,7 @@ def test_the_model_view_of_a_resnet_fits_1280x720_and_shows_no_lesson_panel(page
     assert frame.locator("#mv-rule").count() == 1 and frame.locator("#mv-series-svg path").count() == 8
     problems = frame.locator("body").evaluate(LAYOUT_JS, list(MODEL_PANELS))
     assert problems == [], problems
+    assert f"kept at {len(log)} of {STEPS} steps" in frame.locator("#message").text_content()
     labels = frame.locator("#mv-blocks-svg text").all_text_contents()
     assert labels[labels.index("▾ stem") + 1:][:3] == ["Conv2d", "BatchNorm2d", "ReLU"], labels  # not "0", "1", "2"
 

@@ -68,6 +68,9 @@ def model_step(loaded: dict, row: int, root: Path, parts: tuple[str, ...], other
         "loss": _num(snap.loss) if snap.loss is not None else None,
         "full_row": bool(snap.after) or bool(snap.activations),
         "statistics": run["stats_source"],
+        # the rows the slider moves between, and the steps the statistics (and the chart) hold: they differ when
+        # every number was kept only every k-th step
+        "rows": len(log), "statistics_steps": len(stats) if stats is not None and stats is not log else None,
         "groups": [{"name": g, "blocks": [b["name"] for b in members], "worst": _worst(members, scale)}
                    for g, members in groups.items()],
         "blocks": blocks,

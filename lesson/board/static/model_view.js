@@ -158,7 +158,10 @@ export function drawModelView(step, other = null, names = {}) {
   if (message) {
     message.textContent = `Your model: ${step.blocks.length} recorded modules; numbers from ` +
       (step.full_row ? 'every number of this step' : 'the statistics of this step') +
-      (step.statistics ? ` (statistics of every step: ${step.statistics})` : '') + '.';
+      (step.statistics ? ` (statistics of every step: ${step.statistics})` : '') + '.' +
+      (step.statistics_steps && step.rows < step.statistics_steps
+        ? ` Every number was kept at ${step.rows} of ${step.statistics_steps} steps: the slider moves between those;` +
+          ' the chart shows every step.' : '');
   }
   size();
   redraw();
