@@ -259,7 +259,7 @@ def test_the_claims_never_take_nan_for_health(runs, tmp_path):
 @pytest.fixture(scope="module")
 def cnn_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cnn")
-    for extra in ([], ["--no-batchnorm"]):
+    for extra in ([], ["--no-batchnorm"], ["--lr", "5"]):
         result = run_cli("bridge", "--model", "cnn", "--epochs", "1", "--quiet", "--logdir", str(root / "runs"),
                          *extra, cwd=root, timeout=300)
         assert result.returncode == 0, result.stderr
@@ -267,7 +267,8 @@ def cnn_runs(tmp_path_factory):
 
 
 def test_the_command_writes_a_model_view_run_with_the_pages(cnn_runs):
-    assert sorted(p.name for p in cnn_runs.iterdir()) == ["bridge_cnn_sgd", "bridge_cnn_sgd_nobn"]
+    # a learning rate asked for is in the name (a new user's --lr 5 run was bridge_cnn_sgd-2 beside the default)
+    assert sorted(p.name for p in cnn_runs.iterdir()) == ["bridge_cnn_sgd", "bridge_cnn_sgd_lr5", "bridge_cnn_sgd_nobn"]
     folder = cnn_runs / "bridge_cnn_sgd"
     assert (folder / "statistics.npz").is_file() and not (folder / ".model-view").exists()
     log = SnapshotLog.load(folder / "snapshots.npz")
@@ -296,7 +297,8 @@ def test_the_lesson_tab_opens_it_as_the_model_view(cnn_runs):
     plugin = LessonPlugin(base_plugin.TBContext(logdir=str(cnn_runs), multiplexer=mux, data_provider=provider))
     client = werkzeug_test.Client(application.TensorBoardWSGI([plugin], data_provider=provider), wrappers.Response)
     body = client.get("/data/plugin/lesson/runs").get_json()
-    assert {d["run"]: d["kind"] for d in body["details"]} == {"bridge_cnn_sgd": "model", "bridge_cnn_sgd_nobn": "model"}
+    assert {d["run"]: d["kind"] for d in body["details"]} == {
+        "bridge_cnn_sgd": "model", "bridge_cnn_sgd_lr5": "model", "bridge_cnn_sgd_nobn": "model"}
     response = client.get("/data/plugin/lesson/model_step", query_string={"run": "bridge_cnn_sgd", "step": 0})
     assert response.status_code == 200, response.get_data(as_text=True)
     assert "layers.1.conv2" in response.get_data(as_text=True)

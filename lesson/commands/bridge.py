@@ -66,6 +66,8 @@ def bridge_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     with stopping_by_signal():  # from the claim on, SIGINT / SIGTERM stop training and keep what was captured
         default_name = (f"bridge_cnn_{config.optimizer}" + ("" if config.batchnorm else "_nobn") if cnn
                         else f"bridge_{config.optimizer}")
+        if config.lr is not None:  # a learning rate asked for is in the name, as the lesson's runs have it
+            default_name += f"_lr{config.lr:g}"
         claim = run_folder(parser, args, default_name + (f".rank{rank}" if rank else "")) if writes else None
         try:
             return train_and_write(args, config, rank, claim)
